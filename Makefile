@@ -1,0 +1,42 @@
+# ARouter: `make run` to serve, `make test` to test. Everything installs into .venv.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+WEB_CONCURRENCY ?= 1
+STAMP := $(VENV)/.installed
+
+.PHONY: install run serve test lint fmt bench browsers
+
+install: $(STAMP)
+
+# Reinstalls only when pyproject.toml changes; llama-cpp-python compiles once (pip caches it).
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: install
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py createkey --team demo --name demo --skip-if-exists
+	$(MAKE) --no-print-directory serve
+
+serve:
+	$(VENV)/bin/uvicorn arouter.asgi:application --host $(HOST) --port $(PORT) \
+		--workers $(WEB_CONCURRENCY) --no-access-log --timeout-graceful-shutdown 5
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+fmt: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: install
+	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done

@@ -1,0 +1,136 @@
+"""Teams, their members, and the API keys that authenticate /v1 requests."""
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+KEY_PREFIX = "lr_live_"
+# Characters of the key (after KEY_PREFIX) kept in clear to find the row to verify.
+LOOKUP_LENGTH = 12
+
+
+class Team(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="Membership", related_name="teams"
+    )
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        OWNER = "owner"
+        ADMIN = "admin"
+        MEMBER = "member"
+
+    team = models.ForeignKey(Team, models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint("team", "user", name="one_membership_per_team")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.team} ({self.role})"
+
+    @property
+    def can_manage_keys(self) -> bool:
+        return self.role in {self.Role.OWNER, self.Role.ADMIN}
+
+
+def key_digest(raw_key: str) -> str:
+    return hmac.new(
+        settings.AROUTER_KEY_PEPPER.encode(), raw_key.encode(), hashlib.sha256
+    ).hexdigest()
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    """A newly created key with its only copy of the secret."""
+
+    api_key: "ApiKey"
+    raw: str
+
+
+class ApiKeyQuerySet(models.QuerySet):
+    def usable(self) -> "ApiKeyQuerySet":
+        now = timezone.now()
+        return self.filter(revoked_at__isnull=True).exclude(expires_at__lte=now)
+
+
+class ApiKey(models.Model):
+    team = models.ForeignKey(Team, models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100, default="default")
+    lookup = models.CharField(max_length=LOOKUP_LENGTH, unique=True)
+    digest = models.CharField(max_length=64)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    # Limits are stored now and enforced by the rate-limit and budget checks.
+    requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    monthly_budget_usd = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+
+    objects = ApiKeyQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return f"{self.team}/{self.name} ({self.masked})"
+
+    @classmethod
+    def issue(cls, team: Team, name: str = "default", **fields) -> IssuedKey:
+        """Create a key. The raw secret is returned here and never stored or shown again."""
+        raw = KEY_PREFIX + secrets.token_urlsafe(32)
+        api_key = cls.objects.create(
+            team=team,
+            name=name,
+            lookup=raw[len(KEY_PREFIX) : len(KEY_PREFIX) + LOOKUP_LENGTH],
+            digest=key_digest(raw),
+            **fields,
+        )
+        return IssuedKey(api_key, raw)
+
+    @classmethod
+    def lookup_of(cls, raw: str) -> str | None:
+        """The indexed lookup part of a raw key, or None when it cannot be one of ours."""
+        if not raw.startswith(KEY_PREFIX) or len(raw) < len(KEY_PREFIX) + LOOKUP_LENGTH + 8:
+            return None
+        return raw[len(KEY_PREFIX) : len(KEY_PREFIX) + LOOKUP_LENGTH]
+
+    def matches(self, raw: str) -> bool:
+        return hmac.compare_digest(self.digest, key_digest(raw))
+
+    @property
+    def masked(self) -> str:
+        return f"{KEY_PREFIX}{self.lookup[:4]}…"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    def is_expired(self, now=None) -> bool:
+        return self.expires_at is not None and self.expires_at <= (now or timezone.now())
+
+    def is_usable(self, now=None) -> bool:
+        return not self.is_revoked and not self.is_expired(now)
+
+    def revoke(self) -> None:
+        if self.revoked_at is None:
+            self.revoked_at = timezone.now()
+            self.save(update_fields=["revoked_at"])
+
+    def last_used_is_stale(self, now) -> bool:
+        window = timedelta(seconds=settings.AROUTER_LAST_USED_RESOLUTION)
+        return self.last_used_at is None or now - self.last_used_at >= window

@@ -1,0 +1,24 @@
+"""ASGI entry point: HTTP through Django, websockets through Channels."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "arouter.settings")
+# Django must be set up before anything imports models (consumers, auth middleware).
+django_application = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+
+from playground.routing import websocket_urlpatterns  # noqa: E402
+from playground.websocket_auth import WebsocketAuthMiddleware  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_application,
+        "websocket": AllowedHostsOriginValidator(
+            WebsocketAuthMiddleware(URLRouter(websocket_urlpatterns))
+        ),
+    }
+)

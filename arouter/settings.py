@@ -1,0 +1,226 @@
+"""ARouter settings: every knob is an environment variable, read through typed helpers.
+
+A bad value stops the process at start-up with a message naming the variable, rather than
+surfacing later as a confusing runtime error.
+"""
+
+import os
+import secrets
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_str(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean (use 1/0, true/false, yes/no)")
+
+
+def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not an integer") from None
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def env_float(name: str, default: float, *, minimum: float | None = None) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a number") from None
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_path(name: str, default: Path) -> Path:
+    raw = os.environ.get(name)
+    return Path(raw).expanduser().resolve() if raw else default
+
+
+def persistent_secret(name: str, data_dir: Path) -> str:
+    """Read a secret from the environment, or from a file made once in the data folder.
+
+    A fresh checkout then works with no configuration, and the secret survives restarts
+    (API key digests depend on the pepper staying the same).
+    """
+    if value := os.environ.get(name):
+        return value
+    path = data_dir / name.lower()
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+DATA_DIR = env_path("AROUTER_DATA_DIR", BASE_DIR / "data")
+SECRET_KEY = persistent_secret("SECRET_KEY", DATA_DIR)
+# Peppers API key digests. Separate from SECRET_KEY so rotating one does not void every key.
+AROUTER_KEY_PEPPER = persistent_secret("AROUTER_KEY_PEPPER", DATA_DIR)
+DEBUG = env_bool("DEBUG", False)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "channels",
+    "accounts",
+    "gateway",
+    "usage",
+    "playground",
+]
+
+MIDDLEWARE = [
+    "gateway.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "arouter.urls"
+ASGI_APPLICATION = "arouter.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASE_URL = env_str("DATABASE_URL")
+if DATABASE_URL:
+    import dj_database_url
+
+    try:
+        DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"DATABASE_URL is not a usable database URL: {exc}") from None
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": DATA_DIR / "arouter.sqlite3",
+            "OPTIONS": {
+                # WAL lets readers proceed while the usage ledger writes; IMMEDIATE avoids
+                # "database is locked" upgrades under concurrent writers.
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+            },
+        }
+    }
+
+REDIS_URL = env_str("REDIS_URL")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
+        }
+    }
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = DATA_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO").upper()},
+}
+
+# --- Gateway ---------------------------------------------------------------------------
+# The model catalog: which ids exist, what they cost and which provider serves them.
+AROUTER_CATALOG = env_path("AROUTER_CATALOG", BASE_DIR / "gateway" / "catalog.toml")
+# Largest accepted audio upload, in bytes (OpenAI's limit is 25 MB and answers 413 past it).
+AROUTER_MAX_UPLOAD_BYTES = env_int("AROUTER_MAX_UPLOAD_MB", 25, minimum=1) * 1024 * 1024
+# Multipart uploads above this size spill to a temporary file instead of memory.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 8 * 1024 * 1024
+# JSON bodies carry base64 audio for chat; allow them to be as large as an upload.
+DATA_UPLOAD_MAX_MEMORY_SIZE = AROUTER_MAX_UPLOAD_BYTES * 4 // 3 + 1024 * 1024
+# Where assembled model weights are cached (whisper base is shipped in two parts).
+AROUTER_CACHE_DIR = env_path("AROUTER_CACHE_DIR", DATA_DIR / "models")
+# How many inference jobs may run at once per engine, per process.
+AROUTER_ENGINE_CONCURRENCY = env_int("AROUTER_ENGINE_CONCURRENCY", 2, minimum=1)
+# Unload an idle local model after this many seconds (0 keeps models loaded forever).
+AROUTER_MODEL_IDLE_TTL = env_float("AROUTER_MODEL_IDLE_TTL", 0, minimum=0)
+# Load these catalog models at start-up instead of on first use (comma separated ids).
+AROUTER_PRELOAD = env_list("AROUTER_PRELOAD", [])
+# Extra Piper voices (.onnx + .onnx.json pairs) are discovered in this folder.
+AROUTER_VOICES_DIR = env_path("AROUTER_VOICES_DIR", DATA_DIR / "voices")
+# API keys' last_used_at is written at most this often (seconds).
+AROUTER_LAST_USED_RESOLUTION = 60

@@ -1,0 +1,75 @@
+"""The one NinjaAPI mounted at /v1, and the rule that every failure is an OpenAI envelope."""
+
+import logging
+
+from django.http import Http404, HttpRequest, HttpResponse
+from ninja import NinjaAPI
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+
+from accounts.auth import ApiKeyAuth
+from gateway import errors
+from gateway.routers import models
+
+logger = logging.getLogger(__name__)
+
+# Where ninja says a value came from; not part of the parameter name a client sent.
+_LOCATION_PREFIXES = {"body", "form", "query", "path", "file", "header", "cookie", "payload"}
+
+api = NinjaAPI(
+    title="ARouter",
+    version="1",
+    description="OpenAI-compatible audio gateway",
+    auth=ApiKeyAuth(),
+    urls_namespace="v1",
+)
+api.add_router("/models", models.router)
+
+
+def validation_param(loc: tuple | list) -> str | None:
+    parts = [str(p) for p in loc if str(p) not in _LOCATION_PREFIXES]
+    if not parts:
+        return None
+    param = parts[0]
+    for part in parts[1:]:
+        param += f"[{part}]" if part.isdigit() else f".{part}"
+    return param
+
+
+@api.exception_handler(errors.OpenAIError)
+def openai_error(request: HttpRequest, exc: errors.OpenAIError) -> HttpResponse:
+    return exc.response()
+
+
+@api.exception_handler(ValidationError)
+def validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    first = exc.errors[0] if exc.errors else {}
+    param = validation_param(first.get("loc", ()))
+    message = first.get("msg", "Invalid request")
+    if param:
+        message = f"Invalid value for '{param}': {message}"
+    return errors.invalid_param(message, param=param).response()
+
+
+@api.exception_handler(AuthenticationError)
+def authentication_error(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    from accounts.auth import MISSING_KEY
+
+    return errors.invalid_api_key(MISSING_KEY).response()
+
+
+@api.exception_handler(HttpError)
+def http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    return errors.OpenAIError(str(exc), status=exc.status_code).response()
+
+
+@api.exception_handler(Http404)
+def not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
+    return errors.OpenAIError(
+        f"Invalid URL ({request.method} {request.path})", status=404
+    ).response()
+
+
+@api.exception_handler(Exception)
+def unhandled(request: HttpRequest, exc: Exception) -> HttpResponse:
+    logger.exception("Unhandled error in %s %s", request.method, request.path)
+    return errors.server_error().response()

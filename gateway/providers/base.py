@@ -1,0 +1,129 @@
+"""The narrow interfaces a provider implements, one per capability.
+
+Views speak only these interfaces; local engines and upstream services both implement
+them, so routing a model elsewhere is a catalog change, not a code change.
+"""
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+# --- speech to text ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AudioUpload:
+    """Audio as the client sent it: bytes plus the name it gave them."""
+
+    content: bytes
+    filename: str = "audio"
+    content_type: str = ""
+
+
+@dataclass(frozen=True)
+class TranscriptionJob:
+    upload: AudioUpload
+    task: Literal["transcribe", "translate"] = "transcribe"
+    language: str | None = None
+    prompt: str | None = None
+    temperature: float = 0.0
+    word_timestamps: bool = False
+
+
+@dataclass(frozen=True)
+class Word:
+    word: str
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
+class Segment:
+    id: int
+    seek: int
+    start: float
+    end: float
+    text: str
+    tokens: list[int]
+    temperature: float
+    avg_logprob: float
+    compression_ratio: float
+    no_speech_prob: float
+    words: list[Word] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    language: str
+    duration: float  # seconds of audio heard, the billing unit
+    segments: list[Segment]
+    words: list[Word] | None = None
+
+
+@runtime_checkable
+class Transcriber(Protocol):
+    async def transcribe(self, job: TranscriptionJob) -> Transcript: ...
+
+    def stream_transcription(self, job: TranscriptionJob) -> AsyncIterator[Segment | Transcript]:
+        """Yield each segment as it is decoded, then the whole Transcript last."""
+        ...
+
+
+# --- text to speech ---------------------------------------------------------------------
+
+SpeechFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
+
+
+@dataclass(frozen=True)
+class SpeechJob:
+    input: str
+    voice: str
+    response_format: SpeechFormat = "mp3"
+    speed: float = 1.0
+    instructions: str | None = None
+
+
+@dataclass
+class SpeechMeter:
+    """Filled in while a speech stream runs, read when it ends or the client leaves."""
+
+    characters: int = 0
+    audio_seconds: float = 0.0
+
+
+@runtime_checkable
+class Synthesizer(Protocol):
+    def voices(self) -> dict[str, str]:
+        """Every voice name this provider accepts, mapped to what it really uses."""
+        ...
+
+    def synthesize(self, job: SpeechJob, meter: SpeechMeter) -> AsyncIterator[bytes]:
+        """Yield encoded audio in job.response_format as soon as each piece exists."""
+        ...
+
+
+# --- chat -------------------------------------------------------------------------------
+
+
+@dataclass
+class ChatJob:
+    """A validated chat completion request (the OpenAI body, with audio already heard)."""
+
+    body: dict[str, Any]
+    messages: list[dict[str, Any]]
+    stream: bool = False
+
+
+@runtime_checkable
+class ChatModel(Protocol):
+    async def complete(self, job: ChatJob) -> dict[str, Any]: ...
+
+    def stream(self, job: ChatJob) -> AsyncIterator[dict[str, Any]]: ...
+
+
+CAPABILITIES: dict[str, type] = {
+    "transcription": Transcriber,
+    "speech": Synthesizer,
+    "chat": ChatModel,
+}

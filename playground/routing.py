@@ -1,0 +1,3 @@
+"""Websocket routes (the realtime consumer registers here)."""
+
+websocket_urlpatterns: list = []

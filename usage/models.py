@@ -1,0 +1,36 @@
+"""The usage ledger: one row per /v1 request that reached a provider."""
+
+from decimal import Decimal
+
+from django.db import models
+from django.utils import timezone
+
+
+class UsageRecord(models.Model):
+    api_key = models.ForeignKey("accounts.ApiKey", models.CASCADE, related_name="usage_records")
+    team = models.ForeignKey("accounts.Team", models.CASCADE, related_name="usage_records")
+    model = models.CharField(max_length=200)
+    endpoint = models.CharField(max_length=100)
+    status_code = models.PositiveSmallIntegerField()
+    request_id = models.CharField(max_length=64, db_index=True)
+    provider = models.CharField(max_length=100, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=1)
+    audio_seconds_in = models.FloatField(default=0)
+    audio_seconds_out = models.FloatField(default=0)
+    characters = models.PositiveIntegerField(default=0)
+    text_tokens_in = models.PositiveIntegerField(default=0)
+    text_tokens_out = models.PositiveIntegerField(default=0)
+    audio_tokens_in = models.PositiveIntegerField(default=0)
+    audio_tokens_out = models.PositiveIntegerField(default=0)
+    cost = models.DecimalField(max_digits=16, decimal_places=8, default=Decimal(0))
+    latency_ms = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["team", "-created_at"]),
+            models.Index(fields=["api_key", "-created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.request_id} {self.model} {self.endpoint} {self.status_code} ${self.cost}"
