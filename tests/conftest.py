@@ -1,0 +1,120 @@
+"""Shared fixtures: a team with an owner and a member, an outsider with a team of their
+own, API keys for each, and a live ARouter served by uvicorn on loopback."""
+
+import socket
+import threading
+import time
+
+import pytest
+import uvicorn
+from django.contrib.auth.models import User
+from django.test import AsyncClient, Client
+
+from accounts.models import ApiKey, IssuedKey, Membership, Team
+
+
+@pytest.fixture
+def owner(db) -> User:
+    return User.objects.create_user("owner", "owner@example.com", "owner-password-1")
+
+
+@pytest.fixture
+def team(owner) -> Team:
+    team = Team.objects.create(name="acme")
+    Membership.objects.create(team=team, user=owner, role=Membership.Role.OWNER)
+    return team
+
+
+@pytest.fixture
+def member(team) -> User:
+    user = User.objects.create_user("member", "member@example.com", "member-password-1")
+    Membership.objects.create(team=team, user=user, role=Membership.Role.MEMBER)
+    return user
+
+
+@pytest.fixture
+def outsider(db) -> User:
+    user = User.objects.create_user("outsider", "outsider@example.com", "outsider-password-1")
+    other = Team.objects.create(name="globex")
+    Membership.objects.create(team=other, user=user, role=Membership.Role.OWNER)
+    return user
+
+
+@pytest.fixture
+def api_key(team, owner) -> IssuedKey:
+    return ApiKey.issue(team, name="test", created_by=owner)
+
+
+@pytest.fixture
+def outsider_key(outsider) -> IssuedKey:
+    return ApiKey.issue(outsider.teams.get(), name="outsider", created_by=outsider)
+
+
+@pytest.fixture
+def api(api_key) -> Client:
+    """A Django test client that authenticates as the team's key."""
+    return Client(headers={"Authorization": f"Bearer {api_key.raw}"})
+
+
+@pytest.fixture
+def async_api(api_key) -> AsyncClient:
+    return AsyncClient(headers={"Authorization": f"Bearer {api_key.raw}"})
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LiveServer:
+    """ARouter's ASGI app under uvicorn in a background thread, on a loopback port."""
+
+    def __init__(self) -> None:
+        from arouter.asgi import application
+
+        self.port = _free_port()
+        config = uvicorn.Config(
+            application, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def arouter_server(django_db_setup, django_db_blocker):
+    """One uvicorn for the session; tests using it need `transactional_db` for their rows."""
+    server = LiveServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def live_key(transactional_db, arouter_server) -> IssuedKey:
+    team = Team.objects.create(name="live")
+    return ApiKey.issue(team, name="live")
+
+
+@pytest.fixture
+def openai_client(arouter_server, live_key):
+    """The official OpenAI SDK pointed at the live server: only base_url and api_key change."""
+    from openai import OpenAI
+
+    return OpenAI(base_url=f"{arouter_server.url}/v1", api_key=live_key.raw, max_retries=0)
