@@ -2,6 +2,7 @@
 
 import logging
 
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
@@ -67,6 +68,18 @@ def not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
     return errors.OpenAIError(
         f"Invalid URL ({request.method} {request.path})", status=404
     ).response()
+
+
+@api.exception_handler(RequestDataTooBig)
+def body_too_large(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+    return errors.OpenAIError(
+        "Request body too large.", status=413, code="request_too_large"
+    ).response()
+
+
+@api.exception_handler(SuspiciousOperation)
+def malformed_request(request: HttpRequest, exc: SuspiciousOperation) -> HttpResponse:
+    return errors.OpenAIError(f"Malformed request: {exc}", status=400).response()
 
 
 @api.exception_handler(Exception)
