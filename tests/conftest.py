@@ -8,6 +8,7 @@ import time
 import pytest
 import uvicorn
 from django.contrib.auth.models import User
+from django.db import connections
 from django.test import AsyncClient, Client
 
 from accounts.models import ApiKey, IssuedKey, Membership, Team
@@ -104,6 +105,11 @@ def arouter_server(django_db_setup, django_db_blocker):
     server.start()
     yield server
     server.stop()
+    # The server's threads borrowed pooled PostgreSQL connections; return them before
+    # pytest-django drops the test database.
+    for connection in connections.all():
+        if getattr(connection, "pool", None) is not None:
+            connection.close_pool()
 
 
 @pytest.fixture
