@@ -106,20 +106,47 @@ class Synthesizer(Protocol):
 # --- chat -------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ChatTurn:
+    """One message as a text model reads it: a role and plain text (audio already heard)."""
+
+    role: Literal["system", "user", "assistant"]
+    text: str
+
+
 @dataclass
 class ChatJob:
-    """A validated chat completion request (the OpenAI body, with audio already heard)."""
+    """A validated chat completion request, reduced to what a text model needs."""
 
-    body: dict[str, Any]
-    messages: list[dict[str, Any]]
-    stream: bool = False
+    messages: list[ChatTurn]
+    max_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class ChatReply:
+    """A finished reply, with token counts from the model's own tokenizer."""
+
+    text: str
+    finish_reason: Literal["stop", "length"]
+    prompt_tokens: int
+    completion_tokens: int
 
 
 @runtime_checkable
 class ChatModel(Protocol):
-    async def complete(self, job: ChatJob) -> dict[str, Any]: ...
+    async def complete(self, job: ChatJob) -> ChatReply: ...
 
-    def stream(self, job: ChatJob) -> AsyncIterator[dict[str, Any]]: ...
+    def stream(self, job: ChatJob) -> AsyncIterator[str | ChatReply]:
+        """Yield text deltas as they are generated, then the whole ChatReply last."""
+        ...
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens `text` costs in this model's tokenizer (usage splits prompts by part)."""
+        ...
 
 
 CAPABILITIES: dict[str, type] = {
