@@ -100,6 +100,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "channels",
+    "ninja",  # serves /v1/docs assets locally (offline), not from a CDN
     "accounts",
     "gateway",
     "usage",

@@ -89,3 +89,11 @@ def test_pages_outside_v1_are_left_alone():
 )
 def test_validation_locations_become_openai_param_names(loc, param):
     assert validation_param(loc) == param
+
+
+def test_openapi_and_docs_are_served_offline(client, db):
+    schema = client.get("/v1/openapi.json").json()
+    assert "/v1/models" in schema["paths"]
+    docs = client.get("/v1/docs").content.decode()
+    assert "/static/ninja/swagger-ui-bundle.js" in docs
+    assert "cdn." not in docs
