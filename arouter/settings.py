@@ -232,5 +232,9 @@ AROUTER_MODEL_IDLE_TTL = env_float("AROUTER_MODEL_IDLE_TTL", 0, minimum=0)
 AROUTER_PRELOAD = env_list("AROUTER_PRELOAD", [])
 # Extra Piper voices (.onnx + .onnx.json pairs) are discovered in this folder.
 AROUTER_VOICES_DIR = env_path("AROUTER_VOICES_DIR", DATA_DIR / "voices")
+# Chat replies stop after this many tokens unless the request sets max_completion_tokens.
+AROUTER_CHAT_MAX_TOKENS = env_int("AROUTER_CHAT_MAX_TOKENS", 256, minimum=1)
+# Spoken chat replies (message.audio) can be referenced by id for this many seconds.
+AROUTER_CHAT_AUDIO_TTL = env_int("AROUTER_CHAT_AUDIO_TTL", 3600, minimum=3600)
 # API keys' last_used_at is written at most this often (seconds).
 AROUTER_LAST_USED_RESOLUTION = 60
