@@ -125,6 +125,10 @@ class StreamEncoder:
             # Close an Ogg page every 20 ms instead of every second, so each sentence's
             # audio leaves with it rather than waiting in the muxer for the next one.
             options = {"page_duration": "20000"}
+        elif container_format == "mp3":
+            # No Xing/LAME frame: on a stream it cannot be rewritten at the end, and a
+            # stale one (0 frames) misleads players about the duration. CBR needs none.
+            options = {"write_xing": "0"}
         self._container = av.open(self._sink, mode="w", format=container_format, options=options)
         stream = self._container.add_stream(codec_name, rate=OUTPUT_RATE)
         stream.layout = "mono"

@@ -244,19 +244,27 @@ class PiperProvider:
         _, rate, _ = await loop.run_in_executor(self._executor, self._source_rate, style)
         pieces = split_pieces(job.input)
         encoder = StreamEncoder(job.response_format, rate)
+        running = None  # the piece being synthesized on a worker thread, if any
         try:
-            if not pieces:  # only whitespace or punctuation: a valid, silent clip
+            if not pieces:  # only whitespace: a valid, silent clip
                 data = await loop.run_in_executor(self._executor, encoder.finish)
                 if data:
                     yield data
                 return
             for index, piece in enumerate(pieces):
-                data = await loop.run_in_executor(
+                running = loop.run_in_executor(
                     self._executor, self._speak_piece, job, style, encoder, pieces, index
                 )
+                data = await running
+                running = None
                 meter.characters = len(job.input) if index == len(pieces) - 1 else piece.end
                 meter.audio_seconds = encoder.seconds_out
                 if data:
                     yield data
         finally:
-            encoder.close()
+            if running is not None and not running.done():
+                # Cancelled while a worker still uses the encoder: release it only after
+                # that piece is done (no further piece is started).
+                running.add_done_callback(lambda _: encoder.close())
+            else:
+                encoder.close()
