@@ -6,7 +6,7 @@ them, so routing a model elsewhere is a catalog change, not a code change.
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 # --- speech to text ---------------------------------------------------------------------
 
