@@ -8,6 +8,7 @@ from decimal import Decimal
 from django.http import HttpRequest
 
 from gateway.catalog import ModelEntry
+from gateway.providers.attempts import AttemptLog, start_attempt_log
 from usage.models import UsageRecord
 from usage.pricing import Metered, cost_of
 
@@ -23,6 +24,8 @@ class Charge:
     provider: str = ""
     attempts: int = 1
     started: float = field(default_factory=time.monotonic)
+    # Upstream retries and fallbacks append here; the row shows their count and the last.
+    attempt_log: AttemptLog = field(default_factory=start_attempt_log)
 
     @property
     def cost(self) -> Decimal:
@@ -46,8 +49,8 @@ class Charge:
             endpoint=self.endpoint,
             status_code=status_code,
             request_id=getattr(self.request, "request_id", ""),
-            provider=self.provider or self.entry.provider,
-            attempts=self.attempts,
+            provider=self.attempt_log.final_provider or self.provider or self.entry.provider,
+            attempts=max(self.attempts, self.attempt_log.count),
             cost=self.cost if succeeded else Decimal(0),
             latency_ms=int((time.monotonic() - self.started) * 1000),
             **self.metered.as_fields(),

@@ -35,6 +35,10 @@ def provider_for(entry: ModelEntry):
 
                 base = catalog().models[entry.route_id]
                 instance = import_string(PROVIDERS[base.provider])(base)
+                if base.fallbacks:
+                    from gateway.providers.fallback import FallbackProvider
+
+                    instance = FallbackProvider(base, instance)
                 _instances[entry.route_id] = instance
     return instance
 

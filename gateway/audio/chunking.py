@@ -1,0 +1,82 @@
+"""Long audio for upstreams with an upload limit: cut at silences, then stitch transcripts.
+
+`plan_cuts` chooses where to cut 16 kHz samples so every piece stays under a length: each
+cut lands on the quietest 30 ms of the last quarter before that length, which is a pause
+between words in speech, so no word is cut in two. `stitch` joins the pieces' transcripts
+with each piece's start added to every timestamp, giving one transcript as if the whole file
+had been heard at once.
+"""
+
+from dataclasses import replace
+
+import numpy as np
+
+from gateway.providers.base import Segment, Transcript, Word
+
+FRAME_SECONDS = 0.03
+SEARCH_FRACTION = 0.25  # look for the quietest frame in this last part of a piece
+SEEK_PER_SECOND = 100  # Whisper's `seek` counts 10 ms mel frames
+
+
+def plan_cuts(samples: np.ndarray, rate: int, max_seconds: float) -> list[tuple[int, int]]:
+    """(start, end) sample ranges covering `samples`, each at most `max_seconds` long."""
+    total = len(samples)
+    limit = max(int(max_seconds * rate), 1)
+    frame = max(int(FRAME_SECONDS * rate), 1)
+    pieces: list[tuple[int, int]] = []
+    start = 0
+    while total - start > limit:
+        window_start = start + int(limit * (1 - SEARCH_FRACTION))
+        window_end = start + limit
+        cut = _quietest(samples, window_start, window_end, frame)
+        pieces.append((start, cut))
+        start = cut
+    pieces.append((start, total))
+    return pieces
+
+
+def _quietest(samples: np.ndarray, begin: int, end: int, frame: int) -> int:
+    """The middle of the lowest-energy frame in samples[begin:end]."""
+    window = samples[begin:end].astype(np.float32)
+    count = len(window) // frame
+    if count == 0:
+        return end
+    energy = np.square(window[: count * frame].reshape(count, frame)).mean(axis=1)
+    # Among equally quiet frames prefer the latest, so pieces are as long as allowed.
+    quietest = count - 1 - int(np.argmin(energy[::-1]))
+    return begin + quietest * frame + frame // 2
+
+
+def _shift_words(words: list[Word] | None, offset: float) -> list[Word]:
+    return [Word(w.word, round(w.start + offset, 3), round(w.end + offset, 3)) for w in words or []]
+
+
+def stitch(pieces: list[tuple[float, Transcript]], duration: float) -> Transcript:
+    """One transcript from (start offset in seconds, transcript of that piece) pairs."""
+    segments: list[Segment] = []
+    words: list[Word] = []
+    any_words = False
+    for offset, part in pieces:
+        for segment in part.segments:
+            segments.append(
+                replace(
+                    segment,
+                    id=len(segments),
+                    seek=segment.seek + round(offset * SEEK_PER_SECOND),
+                    start=round(segment.start + offset, 3),
+                    end=round(segment.end + offset, 3),
+                    words=_shift_words(segment.words, offset),
+                )
+            )
+        if part.words is not None:
+            any_words = True
+            words.extend(_shift_words(part.words, offset))
+    text = " ".join(part.text.strip() for _, part in pieces if part.text.strip())
+    language = next((part.language for _, part in pieces if part.language), "")
+    return Transcript(
+        text=text,
+        language=language,
+        duration=duration,
+        segments=segments,
+        words=words if any_words else None,
+    )

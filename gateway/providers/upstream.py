@@ -1,0 +1,343 @@
+"""A model served by an OpenAI-compatible upstream (OpenAI, Groq, vLLM, another ARouter …).
+
+The catalog entry names the upstream (`upstream = "NAME"`, an `[upstreams.NAME]` table)
+and the upstream's own model name (`target`). One `UpstreamClient` per upstream holds the
+connection pool, retries and cooldown; this class speaks each capability's endpoint:
+
+- transcription/translation: multipart, asking for `verbose_json` (entry option
+  `transcript_format = "json"` for upstreams that only answer text); uploads in a format
+  the upstream does not accept are transcoded, uploads over its size limit are cut at
+  silences, transcribed concurrently and stitched into one transcript;
+- speech: the upstream's audio bytes are yielded as they arrive, never buffered whole;
+- chat: text turns out, text deltas back from the upstream's SSE stream;
+  `relay_chat`/`relay_chat_stream` pass a whole OpenAI body (audio included) through.
+
+Usage comes from the upstream's usage object when it sends one, else it is computed
+(decoded audio duration, characters, estimated tokens), so no call is billed at $0 by
+accident.
+"""
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from gateway.audio import chunking, transcode
+from gateway.catalog import ModelEntry, catalog
+from gateway.errors import OpenAIError
+from gateway.providers.base import (
+    AudioUpload,
+    ChatJob,
+    ChatReply,
+    Segment,
+    SpeechJob,
+    SpeechMeter,
+    Transcript,
+    TranscriptionJob,
+    Word,
+)
+from gateway.providers.upstream_client import bad_response, client_for, timed_out
+
+OPENAI_VOICES = (
+    "alloy",
+    "ash",
+    "ballad",
+    "coral",
+    "echo",
+    "fable",
+    "nova",
+    "onyx",
+    "sage",
+    "shimmer",
+    "verse",
+    "marin",
+    "cedar",
+)
+PCM_BYTES_PER_SECOND = 24_000 * 2
+CHARS_PER_TOKEN = 4  # estimate when an upstream reports no usage
+
+
+def _segment(raw: dict[str, Any], index: int, temperature: float) -> Segment:
+    return Segment(
+        id=int(raw.get("id", index)),
+        seek=int(raw.get("seek", 0)),
+        start=float(raw.get("start", 0.0)),
+        end=float(raw.get("end", 0.0)),
+        text=str(raw.get("text", "")),
+        tokens=list(raw.get("tokens") or []),
+        temperature=float(raw.get("temperature", temperature)),
+        avg_logprob=float(raw.get("avg_logprob", 0.0)),
+        compression_ratio=float(raw.get("compression_ratio", 0.0)),
+        no_speech_prob=float(raw.get("no_speech_prob", 0.0)),
+        words=[_word(w) for w in raw.get("words") or []],
+    )
+
+
+def _word(raw: dict[str, Any]) -> Word:
+    return Word(
+        word=str(raw.get("word", raw.get("text", ""))),
+        start=float(raw.get("start", 0.0)),
+        end=float(raw.get("end", 0.0)),
+    )
+
+
+def mid_stream_failure() -> OpenAIError:
+    return OpenAIError(
+        "The upstream provider's stream broke off before it finished.",
+        status=502,
+        code="upstream_stream_interrupted",
+    )
+
+
+class UpstreamProvider:
+    """Transcriber, Synthesizer and ChatModel backed by one upstream model."""
+
+    def __init__(self, entry: ModelEntry) -> None:
+        self.entry = entry
+        self.client = client_for(catalog().upstreams[entry.upstream])
+        self.model = entry.target
+        self.transcript_format = str(entry.options.get("transcript_format", "verbose_json"))
+        self._voices = tuple(entry.options.get("voices", OPENAI_VOICES))
+
+    @property
+    def label(self) -> str:
+        return self.client.label
+
+    # --- speech to text -----------------------------------------------------------------
+
+    async def transcribe(self, job: TranscriptionJob) -> Transcript:
+        options = self.client.options
+        upload = job.upload
+        fmt = transcode.format_of(upload.filename, upload.content)
+        refuses_format = bool(options.accepted_formats) and fmt not in options.accepted_formats
+        too_large = len(upload.content) > options.max_upload_bytes
+        if not (refuses_format or too_large):
+            return await self._transcribe_file(job, upload)
+        samples = await asyncio.to_thread(transcode.decode_mono16k, upload.content)
+        duration = len(samples) / transcode.RATE
+        max_seconds = (options.max_upload_bytes * 0.95 - 8192) / transcode.BYTES_PER_SECOND
+        cuts = chunking.plan_cuts(samples, transcode.RATE, max_seconds)
+        limiter = asyncio.Semaphore(options.chunk_concurrency)
+
+        async def piece(start: int, end: int) -> tuple[float, Transcript]:
+            async with limiter:
+                content, out_fmt = await asyncio.to_thread(
+                    transcode.encode, samples[start:end], options.accepted_formats
+                )
+                part = AudioUpload(content, f"audio.{out_fmt}", transcode.CONTENT_TYPES[out_fmt])
+                # Each piece is prompted with the caller's prompt; Whisper conditions on it.
+                return start / transcode.RATE, await self._transcribe_file(job, part)
+
+        pieces = await asyncio.gather(*(piece(start, end) for start, end in cuts))
+        if len(pieces) == 1:
+            _, only = pieces[0]
+            return Transcript(only.text, only.language, duration, only.segments, only.words)
+        return chunking.stitch(list(pieces), duration)
+
+    async def _transcribe_file(self, job: TranscriptionJob, upload: AudioUpload) -> Transcript:
+        path = "/audio/translations" if job.task == "translate" else "/audio/transcriptions"
+        data: dict[str, Any] = {
+            "model": self.model,
+            "response_format": self.transcript_format,
+            "temperature": str(job.temperature),
+        }
+        if job.prompt:
+            data["prompt"] = job.prompt
+        if job.task == "transcribe":
+            if job.language:
+                data["language"] = job.language
+            if job.word_timestamps and self.transcript_format == "verbose_json":
+                data["timestamp_granularities[]"] = ["segment", "word"]
+        files = {"file": (upload.filename, upload.content, upload.content_type or None)}
+        body = await self.client.json("POST", path, data=data, files=files)
+        return await self._transcript(body, job, upload)
+
+    async def _transcript(
+        self, body: dict[str, Any], job: TranscriptionJob, upload: AudioUpload
+    ) -> Transcript:
+        if "text" not in body:
+            raise bad_response("no transcript text")
+        segments = [
+            _segment(raw, i, job.temperature) for i, raw in enumerate(body.get("segments") or [])
+        ]
+        words = [_word(w) for w in body["words"]] if body.get("words") is not None else None
+        duration = body.get("duration")
+        usage = body.get("usage") or {}
+        if duration is None and usage.get("type") == "duration":
+            duration = usage.get("seconds")
+        if duration is None:
+            # No duration from the upstream: measure it, so the call is never billed at $0.
+            duration = await asyncio.to_thread(transcode.duration_of, upload.content)
+        language = str(body.get("language") or job.language or "")
+        if job.task == "translate":
+            language = "english"
+        return Transcript(
+            text=str(body["text"]),
+            language=language,
+            duration=float(duration),
+            segments=segments,
+            words=words,
+        )
+
+    async def stream_transcription(
+        self, job: TranscriptionJob
+    ) -> AsyncIterator[Segment | Transcript]:
+        # Segments need the whole upstream answer; the router streams them as text deltas.
+        transcript = await self.transcribe(job)
+        for segment in transcript.segments:
+            yield segment
+        yield transcript
+
+    # --- text to speech -----------------------------------------------------------------
+
+    def voices(self) -> dict[str, str]:
+        return {voice: voice for voice in self._voices}
+
+    async def synthesize(self, job: SpeechJob, meter: SpeechMeter) -> AsyncIterator[bytes]:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "input": job.input,
+            "voice": job.voice,
+            "response_format": job.response_format,
+            "speed": job.speed,
+        }
+        if job.instructions:
+            body["instructions"] = job.instructions
+        response = await self.client.open("POST", "/audio/speech", json=body)
+        try:
+            content_type = response.headers.get("content-type", "")
+            if not content_type.startswith(("audio/", "application/octet-stream")):
+                raise bad_response(f"expected audio, got {content_type.split(';')[0] or 'none'}")
+            meter.characters = len(job.input)
+            bytes_out = 0
+            try:
+                async for chunk in response.aiter_raw():
+                    bytes_out += len(chunk)
+                    if job.response_format == "pcm":
+                        meter.audio_seconds = bytes_out / PCM_BYTES_PER_SECOND
+                    yield chunk
+            except httpx.TimeoutException:
+                raise timed_out() from None
+            except httpx.TransportError:
+                raise mid_stream_failure() from None
+        finally:
+            await response.aclose()
+
+    # --- chat ---------------------------------------------------------------------------
+
+    def count_tokens(self, text: str) -> int:
+        # The upstream's tokenizer is not ours to run; this estimate is used only when the
+        # upstream reports no usage.
+        return max(1, len(text) // CHARS_PER_TOKEN) if text else 0
+
+    def _chat_body(self, job: ChatJob, stream: bool) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": [{"role": turn.role, "content": turn.text} for turn in job.messages],
+            "max_tokens": job.max_tokens,
+            "temperature": job.temperature,
+            "top_p": job.top_p,
+        }
+        if job.stop:
+            body["stop"] = job.stop
+        if job.seed is not None:
+            body["seed"] = job.seed
+        if stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        return body
+
+    def _estimated_prompt_tokens(self, job: ChatJob) -> int:
+        return sum(self.count_tokens(turn.text) + 4 for turn in job.messages)
+
+    async def complete(self, job: ChatJob) -> ChatReply:
+        body = await self.client.json("POST", "/chat/completions", json=self._chat_body(job, False))
+        try:
+            choice = body["choices"][0]
+            text = choice["message"].get("content") or ""
+        except (KeyError, IndexError, TypeError, AttributeError):
+            raise bad_response("no choices") from None
+        usage = body.get("usage") or {}
+        return ChatReply(
+            text=text,
+            finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
+            prompt_tokens=int(usage.get("prompt_tokens") or self._estimated_prompt_tokens(job)),
+            completion_tokens=int(usage.get("completion_tokens") or self.count_tokens(text)),
+        )
+
+    async def stream(self, job: ChatJob) -> AsyncIterator[str | ChatReply]:
+        parts: list[str] = []
+        finish_reason = None
+        usage: dict[str, Any] = {}
+        async for event in self._sse("/chat/completions", self._chat_body(job, True)):
+            if event.get("usage"):
+                usage = event["usage"]
+            for choice in event.get("choices") or []:
+                delta = (choice.get("delta") or {}).get("content")
+                if delta:
+                    parts.append(delta)
+                    yield delta
+                finish_reason = choice.get("finish_reason") or finish_reason
+        if finish_reason is None:
+            raise mid_stream_failure()
+        text = "".join(parts)
+        yield ChatReply(
+            text=text,
+            finish_reason="length" if finish_reason == "length" else "stop",
+            prompt_tokens=int(usage.get("prompt_tokens") or self._estimated_prompt_tokens(job)),
+            completion_tokens=int(usage.get("completion_tokens") or self.count_tokens(text)),
+        )
+
+    async def _sse(self, path: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """The JSON events of an upstream SSE stream, as they arrive, until `[DONE]`."""
+        response = await self.client.open("POST", path, json=body)
+        try:
+            content_type = response.headers.get("content-type", "")
+            if not content_type.startswith("text/event-stream"):
+                raise bad_response(f"expected an event stream, got {content_type.split(';')[0]}")
+            done = False
+            try:
+                async for line in response.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        done = True
+                        break
+                    try:
+                        yield json.loads(data)
+                    except ValueError:
+                        raise bad_response("malformed event") from None
+            except httpx.TimeoutException:
+                raise timed_out() from None
+            except httpx.TransportError:
+                raise mid_stream_failure() from None
+            if not done:
+                raise mid_stream_failure()
+        finally:
+            await response.aclose()
+
+    # --- whole-body passthrough (audio chat) ----------------------------------------------
+
+    async def relay_chat(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Send an OpenAI chat body as is (only `model` swapped); the upstream's JSON back."""
+        return await self.client.json("POST", "/chat/completions", json=self._relayed(body))
+
+    async def relay_chat_stream(self, body: dict[str, Any]) -> AsyncIterator[bytes]:
+        """The upstream's SSE bytes for a streamed chat body, forwarded as they arrive."""
+        response = await self.client.open("POST", "/chat/completions", json=self._relayed(body))
+        try:
+            if not response.headers.get("content-type", "").startswith("text/event-stream"):
+                raise bad_response("expected an event stream")
+            try:
+                async for chunk in response.aiter_raw():
+                    yield chunk
+            except httpx.TransportError:
+                raise mid_stream_failure() from None
+        finally:
+            await response.aclose()
+
+    def _relayed(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {**body, "model": self.model}

@@ -1,0 +1,360 @@
+"""HTTP to one OpenAI-compatible upstream: a pooled client, retries, cooldown, error mapping.
+
+One `UpstreamClient` per `[upstreams.NAME]` table, shared by every model routed there.
+It keeps one pooled `httpx.AsyncClient` per event loop (keep-alive, optional HTTP/2) and
+a health record: after `cooldown_after` consecutive failed requests the upstream is skipped
+for `cooldown_seconds`, so a fallback answers at once instead of waiting on a dead host.
+
+Retries (connect errors, 429 honouring `retry-after`, 5xx) happen only in `open()`, before
+the response body is handed to anyone, so nothing has reached our client yet. Every try is
+appended to the request's attempt log. Failures become OpenAI envelopes that never name
+the upstream's URL or key: a 4xx keeps the upstream's message (scrubbed), an unreachable
+upstream is 502, a timeout is 504.
+"""
+
+import asyncio
+import json
+import logging
+import random
+import threading
+import time
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from gateway.catalog import Upstream
+from gateway.errors import UPSTREAM, OpenAIError
+from gateway.providers.attempts import current_attempt_log
+
+logger = logging.getLogger(__name__)
+
+MB = 1024 * 1024
+RETRYABLE_STATUSES = {408, 409, 429, 500, 502, 503, 504}
+
+
+@dataclass(frozen=True)
+class UpstreamOptions:
+    """The tunables of an `[upstreams.NAME]` table, with defaults that suit OpenAI."""
+
+    connect_timeout: float = 5.0
+    read_timeout: float = 60.0  # longest silence between two received chunks
+    request_timeout: float = 300.0  # whole request, retries included, until headers arrive
+    max_retries: int = 2
+    backoff_base: float = 0.25
+    backoff_max: float = 8.0
+    cooldown_after: int = 3
+    cooldown_seconds: float = 30.0
+    max_connections: int = 100
+    http2: bool = False
+    max_upload_mb: float = 25.0
+    accepted_formats: tuple[str, ...] = ()  # empty: the upstream accepts every format
+    chunk_concurrency: int = 4
+
+    @classmethod
+    def from_table(cls, options: dict[str, Any]) -> "UpstreamOptions":
+        known = {name: options[name] for name in cls.__dataclass_fields__ if name in options}
+        if "accepted_formats" in known:
+            known["accepted_formats"] = tuple(str(f).lower() for f in known["accepted_formats"])
+        return cls(**known)
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * MB)
+
+
+def unreachable() -> OpenAIError:
+    return OpenAIError(
+        "The upstream provider could not be reached. Please try again later.",
+        status=502,
+        type=UPSTREAM,
+        code="upstream_unreachable",
+    )
+
+
+def timed_out() -> OpenAIError:
+    return OpenAIError(
+        "The upstream provider did not answer in time.",
+        status=504,
+        type=UPSTREAM,
+        code="upstream_timeout",
+    )
+
+
+def cooling_down() -> OpenAIError:
+    return OpenAIError(
+        "The upstream provider is temporarily unavailable after repeated failures.",
+        status=503,
+        type=UPSTREAM,
+        code="upstream_unavailable",
+    )
+
+
+def bad_response(detail: str) -> OpenAIError:
+    return OpenAIError(
+        f"The upstream provider sent an invalid response ({detail}).",
+        status=502,
+        type=UPSTREAM,
+        code="upstream_invalid_response",
+    )
+
+
+class Health:
+    """Consecutive failures of one upstream, and until when it is skipped."""
+
+    def __init__(self, options: UpstreamOptions) -> None:
+        self.options = options
+        self.failures = 0
+        self.cooling_until = 0.0
+        self._lock = threading.Lock()
+
+    def is_cooling(self) -> bool:
+        return time.monotonic() < self.cooling_until
+
+    def succeeded(self) -> None:
+        with self._lock:
+            self.failures = 0
+            self.cooling_until = 0.0
+
+    def failed(self) -> None:
+        with self._lock:
+            self.failures += 1
+            if self.failures >= self.options.cooldown_after:
+                self.cooling_until = time.monotonic() + self.options.cooldown_seconds
+                self.failures = 0
+
+
+def retry_delay(options: UpstreamOptions, attempt: int, response: httpx.Response | None) -> float:
+    """Seconds before the next try: the upstream's `retry-after`, else jittered backoff."""
+    if response is not None:
+        header = response.headers.get("retry-after-ms")
+        if header:
+            try:
+                return min(float(header) / 1000, options.backoff_max)
+            except ValueError:
+                pass
+        header = response.headers.get("retry-after")
+        if header:
+            try:
+                return min(float(header), options.backoff_max)
+            except ValueError:
+                pass
+    ceiling = min(options.backoff_max, options.backoff_base * 2**attempt)
+    return random.uniform(ceiling / 2, ceiling)  # "equal jitter": never zero, never in step
+
+
+class UpstreamClient:
+    def __init__(self, upstream: Upstream) -> None:
+        self.upstream = upstream
+        self.name = upstream.name
+        self.label = f"upstream:{upstream.name}"
+        self.options = UpstreamOptions.from_table(upstream.options)
+        self.health = Health(self.options)
+        # httpx clients belong to the loop that first used them; tests run several loops.
+        self._clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    # --- plumbing -----------------------------------------------------------------------
+
+    def http(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            with self._lock:
+                client = self._clients.get(loop)
+                if client is None:
+                    client = self._new_client()
+                    self._clients[loop] = client
+        return client
+
+    def _new_client(self) -> httpx.AsyncClient:
+        options = self.options
+        headers = {"user-agent": "arouter"}
+        key = self.upstream.api_key()
+        if key:
+            headers["authorization"] = f"Bearer {key}"
+        return httpx.AsyncClient(
+            base_url=self.upstream.base_url,
+            headers=headers,
+            http2=options.http2,
+            timeout=httpx.Timeout(
+                connect=options.connect_timeout,
+                read=options.read_timeout,
+                write=options.read_timeout,
+                pool=options.connect_timeout,
+            ),
+            limits=httpx.Limits(
+                max_connections=options.max_connections,
+                max_keepalive_connections=options.max_connections,
+                keepalive_expiry=30,
+            ),
+        )
+
+    def scrub(self, text: str) -> str:
+        """Remove the upstream's address and key from text we might show a client."""
+        for secret in (self.upstream.api_key(), self.upstream.base_url):
+            if secret:
+                text = text.replace(secret, "[upstream]")
+        return text
+
+    # --- requests -----------------------------------------------------------------------
+
+    async def open(self, method: str, path: str, **kwargs) -> httpx.Response:
+        """Send a request and return its response with the body not yet read.
+
+        Retries while nothing of the response has been passed on. The caller must close
+        the response (`aclose()`), or use `request()` for small bodies.
+        """
+        log = current_attempt_log()
+        if self.health.is_cooling():
+            log.add(self.label, "cooling_down")
+            raise cooling_down()
+        deadline = time.monotonic() + self.options.request_timeout
+        attempt = 0
+        while True:
+            response: httpx.Response | None = None
+            failure: OpenAIError
+            try:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError
+                async with asyncio.timeout(remaining):
+                    request = self.http().build_request(method, path, **kwargs)
+                    response = await self.http().send(request, stream=True)
+            except (TimeoutError, httpx.TimeoutException):
+                log.add(self.label, "timeout")
+                self.health.failed()
+                raise timed_out() from None
+            except (httpx.TransportError, OSError) as exc:
+                log.add(self.label, "connect_error")
+                logger.warning("upstream %s: %s", self.name, type(exc).__name__)
+                failure = unreachable()
+            else:
+                if response.status_code < 400:
+                    log.add(self.label, "ok")
+                    self.health.succeeded()
+                    return response
+                log.add(self.label, str(response.status_code))
+                if response.status_code not in RETRYABLE_STATUSES:
+                    self.health.succeeded()  # the upstream is alive; the request was refused
+                    raise await self._refusal(response)
+                failure = await self._refusal(response)
+            if attempt >= self.options.max_retries:
+                self.health.failed()
+                if response is not None and response.status_code == 429:
+                    raise failure
+                raise failure if failure.status in (502, 504) else unreachable()
+            delay = retry_delay(self.options, attempt, response)
+            if time.monotonic() + delay >= deadline:
+                self.health.failed()
+                raise timed_out()
+            attempt += 1
+            await asyncio.sleep(delay)
+
+    async def request(self, method: str, path: str, **kwargs) -> httpx.Response:
+        """`open()` then read the whole (small) body: JSON answers."""
+        response = await self.open(method, path, **kwargs)
+        try:
+            await response.aread()
+        except httpx.TimeoutException:
+            raise timed_out() from None
+        except httpx.TransportError:
+            raise unreachable() from None
+        finally:
+            await response.aclose()
+        return response
+
+    async def json(self, method: str, path: str, **kwargs) -> dict[str, Any]:
+        response = await self.request(method, path, **kwargs)
+        return self.parse_json(response)
+
+    def parse_json(self, response: httpx.Response) -> dict[str, Any]:
+        content_type = response.headers.get("content-type", "")
+        if "json" not in content_type:
+            raise bad_response(f"expected JSON, got {content_type.split(';')[0] or 'nothing'}")
+        try:
+            body = json.loads(response.content)
+        except ValueError:
+            raise bad_response("malformed JSON") from None
+        if not isinstance(body, dict):
+            raise bad_response("expected a JSON object")
+        return body
+
+    async def _refusal(self, response: httpx.Response) -> OpenAIError:
+        """The envelope a client sees for an upstream error status (body read and closed)."""
+        try:
+            await response.aread()
+        except httpx.HTTPError:
+            pass
+        finally:
+            await response.aclose()
+        status = response.status_code
+        message, param, code = "", None, None
+        try:
+            error = json.loads(response.content).get("error")
+            if isinstance(error, dict):
+                message = str(error.get("message") or "")
+                param, code = error.get("param"), error.get("code")
+            elif isinstance(error, str):
+                message = error
+        except (ValueError, AttributeError):
+            pass
+        message = self.scrub(message)
+        if status in (401, 403):
+            # Our credentials for the upstream are wrong: the gateway's problem, not the client's.
+            return OpenAIError(
+                "The upstream provider rejected the gateway's credentials.",
+                status=502,
+                type=UPSTREAM,
+                code="upstream_auth_failed",
+            )
+        if status == 429:
+            headers = {}
+            if retry_after := response.headers.get("retry-after"):
+                headers["retry-after"] = retry_after
+            return OpenAIError(
+                message or "The upstream provider is rate limiting requests.",
+                status=429,
+                code=code or "rate_limit_exceeded",
+                headers=headers,
+            )
+        if status >= 500 or status in RETRYABLE_STATUSES:
+            return OpenAIError(
+                "The upstream provider failed to process the request.",
+                status=502,
+                type=UPSTREAM,
+                code="upstream_error",
+            )
+        return OpenAIError(
+            message or f"The upstream provider refused the request (HTTP {status}).",
+            status=status if status in (400, 404, 413, 415) else 400,
+            param=param,
+            code=code,
+        )
+
+    async def aclose(self) -> None:
+        for client in list(self._clients.values()):
+            await client.aclose()
+
+
+_clients: dict[str, UpstreamClient] = {}
+_clients_lock = threading.Lock()
+
+
+def client_for(upstream: Upstream) -> UpstreamClient:
+    """The shared client of an upstream (one pool and one health record per upstream)."""
+    client = _clients.get(upstream.name)
+    if client is None or client.upstream != upstream:
+        with _clients_lock:
+            client = _clients.get(upstream.name)
+            if client is None or client.upstream != upstream:
+                client = UpstreamClient(upstream)
+                _clients[upstream.name] = client
+    return client
+
+
+def forget_clients() -> None:
+    """Drop every upstream client and its health (tests that swap catalogs use this)."""
+    with _clients_lock:
+        _clients.clear()
