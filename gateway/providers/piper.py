@@ -29,6 +29,7 @@ from django.conf import settings
 
 from gateway.audio.encode import OUTPUT_RATE, StreamEncoder, resample_pcm16
 from gateway.audio.sentences import Piece, split_pieces
+from gateway.audio.tempo import change_tempo
 from gateway.catalog import ModelEntry
 from gateway.errors import invalid_param
 from gateway.providers.base import SpeechJob, SpeechMeter
@@ -181,19 +182,24 @@ class PiperProvider:
         return voice, round(rate * factor), factor
 
     def synthesize_piece(self, style: VoiceStyle, text: str, speed: float = 1.0) -> np.ndarray:
-        """Float32 mono samples for one piece of text, at `_source_rate(style)`."""
+        """Float32 mono samples for one piece of text, at `_source_rate(style)`.
+
+        The tempo change works on the samples as declared at that rate, the rate they are
+        resampled from, so pitch and speed stay independent of each other.
+        """
         from piper import SynthesisConfig
 
         voice, _, factor = self._source_rate(style)
         config = SynthesisConfig(
-            length_scale=style.length_scale * factor / speed,
+            length_scale=style.length_scale * factor,
             noise_scale=style.noise_scale,
             noise_w_scale=style.noise_w,
         )
         chunks = [chunk.audio_float_array for chunk in voice.synthesize(text, syn_config=config)]
         if not chunks:
             return np.zeros(0, dtype=np.float32)
-        return np.concatenate(chunks)
+        # Speed by stretching, not by length_scale: exact at every speed (see tempo.py).
+        return change_tempo(np.concatenate(chunks), round(voice.config.sample_rate * factor), speed)
 
     def synthesize_pcm(self, text: str, voice: str = "alloy", speed: float = 1.0) -> np.ndarray:
         """A whole text as int16 mono samples at 24 kHz (blocking; call off the loop).
