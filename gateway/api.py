@@ -9,7 +9,7 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from accounts.auth import ApiKeyAuth
 from gateway import errors
-from gateway.routers import models, speech
+from gateway.routers import chat, models, speech
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +24,7 @@ api = NinjaAPI(
     urls_namespace="v1",
 )
 api.add_router("/models", models.router)
+api.add_router("/chat", chat.router)
 api.add_router("/audio", speech.router)
 
 

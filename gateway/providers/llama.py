@@ -10,6 +10,7 @@ A base model has no chat template, so the conversation is written as a plain tra
 """
 
 import asyncio
+import atexit
 import os
 import queue
 import threading
@@ -92,7 +93,18 @@ class LlamaProvider:
         )
         if self._tokenizer is None:
             self._tokenizer = llama
+            # Free contexts while the interpreter is whole (llama.cpp's __del__ at shutdown
+            # runs after its C bindings are gone and prints a traceback).
+            atexit.register(self.close)
         return llama
+
+    def close(self) -> None:
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                break
+        self._tokenizer = None
 
     def _acquire(self):
         """A free context: an idle one, a new one while under the bound, else wait (thread)."""

@@ -1,0 +1,1 @@
+"""Chat completions: request validation, the conversation a model reads, usage, replies."""
