@@ -7,6 +7,7 @@ import time
 
 import pytest
 import uvicorn
+from asgiref.sync import sync_to_async
 from django.contrib.auth.models import User
 from django.db import connections
 from django.test import AsyncClient, Client
@@ -105,11 +106,14 @@ def arouter_server(django_db_setup, django_db_blocker):
     server.start()
     yield server
     server.stop()
-    # The server's threads borrowed pooled PostgreSQL connections; return them before
-    # pytest-django drops the test database.
-    for connection in connections.all():
-        if getattr(connection, "pool", None) is not None:
-            connection.close_pool()
+
+
+@pytest.fixture(autouse=True)
+async def _release_async_orm_connections():
+    """Async ORM calls run in asgiref's sync thread, outside any request, so nothing
+    closes their connections; close them so the test database can be dropped at the end."""
+    yield
+    await sync_to_async(connections.close_all)()
 
 
 @pytest.fixture
