@@ -240,15 +240,11 @@ class UpstreamClient:
                     self.health.succeeded()  # the upstream is alive; the request was refused
                     raise await self._refusal(response)
                 failure = await self._refusal(response)
-            if attempt >= self.options.max_retries:
-                self.health.failed()
-                if response is not None and response.status_code == 429:
-                    raise failure
-                raise failure if failure.status in (502, 504) else unreachable()
             delay = retry_delay(self.options, attempt, response)
-            if time.monotonic() + delay >= deadline:
+            if attempt >= self.options.max_retries or time.monotonic() + delay >= deadline:
+                # Out of tries (or of time to wait for the next): the last failure stands.
                 self.health.failed()
-                raise timed_out()
+                raise failure
             attempt += 1
             await asyncio.sleep(delay)
 
