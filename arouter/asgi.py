@@ -9,7 +9,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "arouter.settings")
 django_application = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from playground.routing import websocket_urlpatterns  # noqa: E402
 from playground.websocket_auth import WebsocketAuthMiddleware  # noqa: E402
@@ -17,8 +16,9 @@ from playground.websocket_auth import WebsocketAuthMiddleware  # noqa: E402
 application = ProtocolTypeRouter(
     {
         "http": django_application,
-        "websocket": AllowedHostsOriginValidator(
-            WebsocketAuthMiddleware(URLRouter(websocket_urlpatterns))
-        ),
+        # No blanket Origin check: API clients send none, and browser apps using a key
+        # (OpenAI's subprotocol) may live on any origin. The Origin matters only for
+        # session (cookie) auth, so the consumer checks it there.
+        "websocket": WebsocketAuthMiddleware(URLRouter(websocket_urlpatterns)),
     }
 )

@@ -1,3 +1,9 @@
-"""Websocket routes (the realtime consumer registers here)."""
+"""Websocket routes: OpenAI's realtime endpoint, served by the Channels consumer."""
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from playground.consumers import RealtimeConsumer
+
+websocket_urlpatterns: list = [
+    path("v1/realtime", RealtimeConsumer.as_asgi()),
+]
