@@ -1,0 +1,46 @@
+"""Speech for the chat tests: questions spoken by the project's own Piper provider, and WER."""
+
+import asyncio
+import re
+
+import jiwer
+import numpy as np
+import pytest
+
+from gateway.catalog import catalog
+from gateway.providers import provider_for
+
+
+def _normalize(text: str) -> str:
+    return re.sub(r"[^a-z0-9' ]+", " ", text.lower()).strip()
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    reference, hypothesis = _normalize(reference), _normalize(hypothesis)
+    if not reference:
+        return 0.0 if not hypothesis else 1.0
+    return jiwer.wer(reference, hypothesis or "<nothing>")
+
+
+@pytest.fixture(scope="session")
+def wer():
+    return word_error_rate
+
+
+_cache: dict[tuple[str, str], np.ndarray] = {}
+
+
+def speak(text: str, voice: str = "alloy") -> np.ndarray:
+    """`text` as int16 mono samples at 24 kHz (cached per session)."""
+    if (text, voice) not in _cache:
+        piper = provider_for(catalog().get("local/piper"))
+        _cache[text, voice] = piper.synthesize_pcm(text, voice)
+    return _cache[text, voice]
+
+
+@pytest.fixture(scope="session")
+def spoken_pcm():
+    async def make(text: str, voice: str = "alloy") -> np.ndarray:
+        return await asyncio.to_thread(speak, text, voice)
+
+    return make
