@@ -1,0 +1,136 @@
+"""End to end: the official SDK -> ARouter -> a second ARouter (its local engines) as the
+upstream, over real loopback sockets; plus a dead upstream that falls back to a local engine.
+"""
+
+import socket
+
+import openai
+import pytest
+from django.conf import settings
+
+from tests.peer_arouter import PeerARouter
+from tests.upstream_helpers import catalog_from, model_table, upstream_table
+from usage.models import UsageRecord
+
+pytestmark = pytest.mark.engines
+PEER_KEY_ENV = "ARUPSTREAM_PEER_KEY"
+
+
+@pytest.fixture(scope="module")
+def peer(tmp_path_factory):
+    server = PeerARouter(tmp_path_factory.mktemp("peer-arouter")).start()
+    yield server
+    server.stop()
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def via_peer(peer, tmp_path, monkeypatch):
+    """The live server's catalog: the usual models plus `peer/...` routed to the peer."""
+    monkeypatch.setenv(PEER_KEY_ENV, peer.key)
+    text = settings.AROUTER_CATALOG.read_text() + "\n"
+    text += upstream_table("peer", peer.url, PEER_KEY_ENV)
+    text += upstream_table(
+        "deadpeer", f"http://127.0.0.1:{_closed_port()}/v1", max_retries=1, backoff_base=0.01
+    )
+    text += model_table("peer/chat", "chat", "peer", "local/gemma-3-270m",
+                        price={"per_million_text_input_tokens": 0.1,
+                               "per_million_text_output_tokens": 0.1})  # fmt: skip
+    text += model_table("peer/tts", "speech", "peer", "local/piper",
+                        price={"per_million_characters": 15})  # fmt: skip
+    text += model_table("peer/whisper", "transcription", "peer", "local/whisper-tiny.en",
+                        price={"per_audio_minute": 0.006})  # fmt: skip
+    text += model_table("peer/missing", "chat", "peer", "nobody/nothing")
+    text += model_table("deadpeer/tts", "speech", "deadpeer", "local/piper",
+                        price={"per_million_characters": 15},
+                        fallbacks=["local/piper"])  # fmt: skip
+    with catalog_from(tmp_path / "catalog.toml", text):
+        yield peer
+
+
+def test_upstream_models_are_listed_without_their_address(openai_client, via_peer):
+    model = openai_client.models.retrieve("peer/tts")
+    assert model.route == {"provider": "upstream", "target": "local/piper", "upstream": "peer"}
+    listing = openai_client.models.with_raw_response.list()
+    assert str(via_peer.port) not in listing.text
+    assert via_peer.key not in listing.text
+
+
+def test_chat_completion_through_the_peer(openai_client, via_peer):
+    completion = openai_client.chat.completions.create(
+        model="peer/chat", messages=[{"role": "user", "content": "Say hi"}], max_tokens=8
+    )
+    assert completion.model == "peer/chat"
+    assert completion.usage.prompt_tokens > 0
+    assert completion.usage.completion_tokens > 0
+    record = UsageRecord.objects.get(model="peer/chat")
+    assert record.provider == "upstream:peer"
+    assert record.attempts == 1
+    assert record.cost > 0
+
+
+def test_streamed_chat_through_the_peer(openai_client, via_peer):
+    stream = openai_client.chat.completions.create(
+        model="peer/chat",
+        messages=[{"role": "user", "content": "Count: one, two"}],
+        max_tokens=8,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text
+    assert chunks[-1].usage.completion_tokens > 0
+    assert UsageRecord.objects.get(model="peer/chat").provider == "upstream:peer"
+
+
+def test_streamed_speech_through_the_peer_is_billed(openai_client, via_peer):
+    text = "Hello from the second gateway. It speaks through the first one."
+    with openai_client.audio.speech.with_streaming_response.create(
+        model="peer/tts", voice="alloy", input=text, response_format="pcm"
+    ) as response:
+        assert response.headers["content-type"] == "audio/pcm"
+        pieces = list(response.iter_bytes())
+    audio = b"".join(pieces)
+    assert len(audio) > 24_000  # more than half a second of 24 kHz 16-bit speech
+    record = UsageRecord.objects.get(model="peer/tts")
+    assert record.provider == "upstream:peer"
+    assert record.characters == len(text)
+    assert record.cost > 0
+
+
+def test_speech_sse_through_the_peer(openai_client, via_peer):
+    with openai_client.audio.speech.with_streaming_response.create(
+        model="peer/tts", voice="nova", input="Short one.", stream_format="sse"
+    ) as response:
+        body = response.read().decode()
+    assert '"type":"speech.audio.delta"' in body.replace(" ", "")
+    assert '"type":"speech.audio.done"' in body.replace(" ", "")
+
+
+def test_dead_upstream_falls_back_to_the_local_engine(openai_client, via_peer):
+    audio = openai_client.audio.speech.create(
+        model="deadpeer/tts", voice="alloy", input="Fallback works.", response_format="wav"
+    ).read()
+    assert audio[:4] == b"RIFF"
+    record = UsageRecord.objects.get(model="deadpeer/tts")
+    assert record.provider == "piper"
+    assert record.attempts == 3  # two connect errors (max_retries = 1), then piper
+    assert record.status_code == 200
+
+
+def test_upstream_refusal_keeps_its_status_and_message(openai_client, via_peer):
+    with pytest.raises(openai.NotFoundError) as caught:
+        openai_client.chat.completions.create(
+            model="peer/missing", messages=[{"role": "user", "content": "hi"}], max_tokens=4
+        )
+    assert caught.value.code == "model_not_found"
+    assert "nobody/nothing" in caught.value.message
+    assert str(via_peer.port) not in caught.value.message
+    record = UsageRecord.objects.get(model="peer/missing")
+    assert (record.status_code, record.cost) == (404, 0)
