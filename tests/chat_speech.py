@@ -5,7 +5,6 @@ import re
 
 import jiwer
 import numpy as np
-import pytest
 
 from gateway.catalog import catalog
 from gateway.providers import provider_for
@@ -22,11 +21,6 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
     return jiwer.wer(reference, hypothesis or "<nothing>")
 
 
-@pytest.fixture(scope="session")
-def wer():
-    return word_error_rate
-
-
 _cache: dict[tuple[str, str], np.ndarray] = {}
 
 
@@ -38,9 +32,5 @@ def speak(text: str, voice: str = "alloy") -> np.ndarray:
     return _cache[text, voice]
 
 
-@pytest.fixture(scope="session")
-def spoken_pcm():
-    async def make(text: str, voice: str = "alloy") -> np.ndarray:
-        return await asyncio.to_thread(speak, text, voice)
-
-    return make
+async def spoken_pcm(text: str, voice: str = "alloy") -> np.ndarray:
+    return await asyncio.to_thread(speak, text, voice)

@@ -10,10 +10,9 @@ import json
 import numpy as np
 import pytest
 from channels.testing.websocket import WebsocketCommunicator  # (the package imports daphne)
-from django.contrib.auth.models import User
 
 from arouter.asgi import application
-from tests.chat_speech import spoken_pcm, wer  # noqa: F401 (fixtures)
+from tests.chat_speech import spoken_pcm, word_error_rate
 from usage.models import UsageRecord
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -81,7 +80,8 @@ async def test_wrong_key_error_then_policy_close():
 async def test_key_in_browser_subprotocol_is_accepted(api_key):
     comm = communicator(subprotocols=["realtime", f"openai-insecure-api-key.{api_key.raw}"])
     connected, subprotocol = await comm.connect(timeout=TIMEOUT)
-    assert connected and subprotocol == "realtime"
+    assert connected
+    assert subprotocol == "realtime"
     assert (await receive(comm))["type"] == "session.created"
     await comm.disconnect()
 
@@ -95,9 +95,7 @@ async def test_session_user_bills_a_key_of_their_team(api_key, owner, outsider_k
     cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
     origin = (b"origin", b"http://127.0.0.1")
 
-    ok = communicator(
-        f"{PATH}&key_id={api_key.api_key.pk}", headers=[(b"cookie", cookie), origin]
-    )
+    ok = communicator(f"{PATH}&key_id={api_key.api_key.pk}", headers=[(b"cookie", cookie), origin])
     connected, _ = await ok.connect(timeout=TIMEOUT)
     assert connected
     assert (await receive(ok))["type"] == "session.created"
@@ -129,7 +127,8 @@ async def test_bad_events_get_error_events_and_the_socket_stays_open(api_key):
     assert (await receive(comm))["error"]["code"] == "invalid_json"
     await send(comm, type="conversation.frobnicate", event_id="evt_1")
     error = (await receive(comm))["error"]
-    assert error["param"] == "type" and error["event_id"] == "evt_1"
+    assert error["param"] == "type"
+    assert error["event_id"] == "evt_1"
     await send(comm, type="input_audio_buffer.append", audio="***")
     assert (await receive(comm))["error"]["param"] == "audio"
     await send(comm, type="input_audio_buffer.append", audio=base64.b64encode(b"\0").decode())
@@ -155,7 +154,9 @@ async def test_bad_events_get_error_events_and_the_socket_stays_open(api_key):
     assert updated["type"] == "session.updated"
     assert updated["session"]["audio"]["output"]["voice"] == "nova"
     assert updated["session"]["instructions"] == "Be brief."
-    await send(comm, type="input_audio_buffer.append", audio=base64.b64encode(b"\0" * 9600).decode())
+    await send(
+        comm, type="input_audio_buffer.append", audio=base64.b64encode(b"\0" * 9600).decode()
+    )
     await send(comm, type="input_audio_buffer.clear")
     assert (await receive(comm))["type"] == "input_audio_buffer.cleared"
     await send(comm, type="input_audio_buffer.commit")
@@ -176,7 +177,7 @@ def pcm16_frames(pcm: np.ndarray, frame_ms: int = 100) -> list[str]:
 
 
 @pytest.mark.engines
-async def test_full_turn_from_pcm16_frames_to_audio_and_usage(api_key, spoken_pcm, wer):
+async def test_full_turn_from_pcm16_frames_to_audio_and_usage(api_key):
     question = "What is the capital of France?"
     comm, _ = await open_session(api_key.raw)
     await send(comm, type="session.update", session={"audio": {"output": {"voice": "nova"}}})
@@ -190,7 +191,7 @@ async def test_full_turn_from_pcm16_frames_to_audio_and_usage(api_key, spoken_pc
     assert created["type"] == "conversation.item.created"
     assert created["item"]["id"] == committed["item_id"]
     assert created["item"]["role"] == "user"
-    assert wer(question, created["item"]["content"][0]["transcript"]) <= 0.25
+    assert word_error_rate(question, created["item"]["content"][0]["transcript"]) <= 0.25
 
     await send(comm, type="response.create")
     events = await receive_until(comm, "response.done")
@@ -219,7 +220,7 @@ async def test_full_turn_from_pcm16_frames_to_audio_and_usage(api_key, spoken_pc
 
 
 @pytest.mark.engines
-async def test_cancel_mid_response_ends_it_and_bills_once(api_key, spoken_pcm):
+async def test_cancel_mid_response_ends_it_and_bills_once(api_key):
     comm, _ = await open_session(api_key.raw)
     for frame in pcm16_frames(await spoken_pcm("Please tell me a long story about the sea.")):
         await send(comm, type="input_audio_buffer.append", audio=frame)
@@ -231,7 +232,8 @@ async def test_cancel_mid_response_ends_it_and_bills_once(api_key, spoken_pcm):
     await send(comm, type="response.cancel")
     events = await receive_until(comm, "response.done")
     errors = [e for e in events if e["type"] == "error"]
-    assert errors and errors[0]["error"]["code"] == "conversation_already_has_active_response"
+    assert errors
+    assert errors[0]["error"]["code"] == "conversation_already_has_active_response"
     assert events[-1]["response"]["status"] == "cancelled"
     assert events[-1]["response"]["status_details"]["reason"] == "client_cancelled"
     assert await UsageRecord.objects.acount() == 1
