@@ -66,7 +66,10 @@ def encode_reply_audio(pcm: bytes, fmt: str) -> bytes:
     """The whole spoken reply (pcm16, 24 kHz) in the requested chat audio format."""
     if fmt == "pcm16":
         return pcm
-    from gateway.audio.encode import encode_all
+    from gateway.audio.encode import encode_all, wav_header
+
+    if fmt == "wav":  # the whole clip is known: a header with its exact sizes
+        return wav_header(PCM_RATE, data_size=len(pcm)) + pcm
 
     return encode_all(np.frombuffer(pcm, dtype=np.int16), fmt, PCM_RATE)
 

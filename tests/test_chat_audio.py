@@ -1,0 +1,292 @@
+"""Audio chat through the official OpenAI SDK against a live server: the spec's snippets.
+
+`openai/gpt-5.4-audio-preview` routes to `local/audio-chat`: Whisper hears, Gemma 3 270M
+(a tiny BASE model whose replies are not meaningful) answers, Piper speaks. The tests
+therefore check the plumbing: the spoken question reached the text model as text, the
+returned audio says what its transcript says, usage and the ledger add up.
+"""
+
+import base64
+import io
+import json
+import os
+import shutil
+import subprocess
+import wave
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from gateway.catalog import catalog
+from gateway.providers import provider_for
+from gateway.providers.base import AudioUpload, TranscriptionJob
+from gateway.providers.cascade import prompt_observers
+from tests.chat_speech import speak, word_error_rate
+from usage.models import UsageRecord
+
+pytestmark = pytest.mark.engines
+
+MODEL = "openai/gpt-5.4-audio-preview"
+QUESTION = "What is the capital of France?"
+MAX_WER = 0.3
+
+
+def wav_bytes(pcm: np.ndarray, rate: int = 24_000) -> bytes:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(pcm.astype("<i2").tobytes())
+    return buffer.getvalue()
+
+
+def mp3_bytes(pcm: np.ndarray) -> bytes:
+    from gateway.audio.encode import encode_all
+
+    return encode_all(pcm, "mp3", 24_000)
+
+
+def transcribe(audio: bytes, filename: str) -> str:
+    whisper = provider_for(catalog().get("local/whisper-base"))
+    job = TranscriptionJob(upload=AudioUpload(content=audio, filename=filename))
+    from asgiref.sync import async_to_sync
+
+    return async_to_sync(whisper.transcribe)(job).text
+
+
+def decoded_seconds(audio: bytes) -> float:
+    with av.open(io.BytesIO(audio)) as container:
+        samples = sum(frame.samples for frame in container.decode(audio=0))
+        return samples / container.streams.audio[0].rate
+
+
+@pytest.fixture
+def prompts():
+    """Every conversation the cascade hands its text model during the test."""
+    seen = []
+    prompt_observers.append(seen.append)
+    yield seen
+    prompt_observers.remove(seen.append)
+
+
+@pytest.fixture(scope="module")
+def question_wav() -> str:
+    return base64.b64encode(wav_bytes(speak(QUESTION))).decode("utf-8")
+
+
+def test_spec_input_audio_question(openai_client, question_wav, prompts, live_key):
+    # The spec's snippet, verbatim apart from the file read.
+    audio_data = question_wav
+    response = openai_client.chat.completions.create(
+        model="openai/gpt-5.4-audio-preview",
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "input_audio",
+                        "input_audio": {
+                            "data": audio_data,
+                            "format": "wav",
+                        },
+                    }
+                ],
+            }
+        ],
+        max_completion_tokens=16,
+    )
+    print(response.choices[0].message.content)
+    assert isinstance(response.choices[0].message.content, str)
+    assert response.choices[0].message.audio is None
+    # The spoken question reached the text model as its transcript.
+    (job,) = prompts
+    assert job.messages[-1].role == "user"
+    assert word_error_rate(QUESTION, job.messages[-1].text) <= MAX_WER
+    usage = response.usage
+    assert usage.prompt_tokens_details.audio_tokens > 0
+    assert usage.prompt_tokens_details.cached_tokens == 0
+    assert usage.completion_tokens_details.audio_tokens == 0
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+    record = UsageRecord.objects.get(api_key=live_key.api_key)
+    assert record.audio_tokens_in == usage.prompt_tokens_details.audio_tokens
+    assert record.audio_seconds_in == pytest.approx(len(speak(QUESTION)) / 24_000, abs=0.1)
+    assert record.cost > 0
+
+
+def test_spec_audio_output_request_mp3(openai_client, live_key):
+    response = openai_client.chat.completions.create(
+        model="openai/gpt-5.4-audio-preview",
+        modalities=["text", "audio"],
+        audio={"voice": "nova", "format": "mp3"},
+        messages=[{"role": "user", "content": "Tell me a short joke."}],
+        max_completion_tokens=24,
+        seed=5,
+    )
+    message = response.choices[0].message
+    assert message.content is None
+    assert message.audio.id.startswith("audio_")
+    assert message.audio.expires_at >= response.created + 3600
+    assert message.audio.transcript.strip()
+    audio = base64.b64decode(message.audio.data)
+    assert audio[:3] == b"ID3" or audio[0] == 0xFF  # an MP3 stream
+    assert decoded_seconds(audio) > 0.3
+    heard = transcribe(audio, "reply.mp3")
+    assert word_error_rate(message.audio.transcript, heard) <= MAX_WER, (
+        message.audio.transcript,
+        heard,
+    )
+    usage = response.usage
+    assert usage.completion_tokens_details.audio_tokens > 0
+    assert usage.completion_tokens >= usage.completion_tokens_details.audio_tokens
+    record = UsageRecord.objects.get(api_key=live_key.api_key)
+    assert record.audio_tokens_out == usage.completion_tokens_details.audio_tokens
+    assert float(record.cost) == pytest.approx(response.model_extra["usage"]["cost"])
+
+    # A later turn hands the reply back by id; its transcript joins the conversation.
+    follow_up = openai_client.chat.completions.create(
+        model=MODEL,
+        messages=[
+            {"role": "user", "content": "Tell me a short joke."},
+            {"role": "assistant", "audio": {"id": message.audio.id}},
+            {"role": "user", "content": "Another one."},
+        ],
+        max_completion_tokens=4,
+    )
+    assert follow_up.usage.prompt_tokens > response.usage.prompt_tokens - 5
+
+
+def test_streamed_audio_pcm16_through_create_stream(openai_client, prompts):
+    # The spec's streaming example, with create(stream=True): see DESIGN.md on `.stream()`.
+    stream = openai_client.chat.completions.create(
+        model="openai/gpt-5.4-audio-preview",
+        modalities=["text", "audio"],
+        audio={"voice": "nova", "format": "pcm16"},
+        messages=[{"role": "user", "content": "Tell me a short joke."}],
+        max_completion_tokens=24,
+        seed=5,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    pcm = bytearray()
+    transcript = ""
+    ids, expiries, kinds = set(), [], []
+    usage = None
+    for chunk in stream:
+        if chunk.usage:
+            usage = chunk.usage
+        if not chunk.choices:
+            continue
+        delta = chunk.choices[0].delta
+        if delta.audio:
+            # The SDK keeps delta.audio as the raw dict from the chunk.
+            audio = delta.audio if isinstance(delta.audio, dict) else delta.audio.model_dump()
+            if audio.get("id"):
+                ids.add(audio["id"])
+            if audio.get("data"):
+                pcm += base64.b64decode(audio["data"])
+                kinds.append("data")
+            if audio.get("transcript"):
+                transcript += audio["transcript"]
+                kinds.append("transcript")
+            if audio.get("expires_at"):
+                expiries.append(audio["expires_at"])
+        assert delta.content is None
+    assert len(ids) == 1
+    assert len(expiries) == 1
+    assert kinds.index("transcript") < kinds.index("data")  # text runs ahead of speech
+    assert len(pcm) % 2 == 0
+    assert len(pcm) > 24_000
+    samples = np.frombuffer(bytes(pcm), dtype="<i2")
+    heard = transcribe(wav_bytes(samples), "reply.wav")
+    assert word_error_rate(transcript, heard) <= MAX_WER, (transcript, heard)
+    assert usage.completion_tokens_details.audio_tokens > 0
+    assert len(prompts) == 1
+
+
+def test_undecodable_audio_is_a_400_naming_the_part(openai_client):
+    import openai
+
+    with pytest.raises(openai.BadRequestError) as caught:
+        openai_client.chat.completions.create(
+            model=MODEL,
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "Listen:"},
+                        {
+                            "type": "input_audio",
+                            "input_audio": {
+                                "data": base64.b64encode(b"this is not audio at all" * 20).decode(),
+                                "format": "mp3",
+                            },
+                        },
+                    ],
+                }
+            ],
+        )
+    assert caught.value.param == "messages[0].content[1].input_audio.data"
+
+
+def test_mp3_question_and_wav_reply(openai_client, prompts):
+    response = openai_client.chat.completions.create(
+        model="local/audio-chat",
+        modalities=["text", "audio"],
+        audio={"voice": "alloy", "format": "wav"},
+        messages=[
+            {"role": "system", "content": "Answer briefly."},
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "input_audio",
+                        "input_audio": {
+                            "data": base64.b64encode(mp3_bytes(speak(QUESTION))).decode(),
+                            "format": "mp3",
+                        },
+                    }
+                ],
+            },
+        ],
+        max_completion_tokens=12,
+    )
+    audio = base64.b64decode(response.choices[0].message.audio.data)
+    assert audio[:4] == b"RIFF"
+    with wave.open(io.BytesIO(audio)) as clip:
+        assert clip.getframerate() == 24_000
+    (job,) = prompts
+    assert [turn.role for turn in job.messages] == ["system", "user"]
+    assert word_error_rate(QUESTION, job.messages[1].text) <= MAX_WER
+
+
+JS_DIR = Path(__file__).parent / "js"
+
+
+def test_spec_js_snippet_under_node(arouter_server, live_key, tmp_path, prompts):
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    if not (JS_DIR / "node_modules" / "openai").is_dir():
+        pytest.skip("JS SDK not installed: run `npm ci --prefix tests/js`")
+    (tmp_path / "question.wav").write_bytes(wav_bytes(speak(QUESTION)))
+    env = {
+        **os.environ,
+        "AROUTER_BASE_URL": f"{arouter_server.url}/v1",
+        "AROUTER_API_KEY": live_key.raw,
+    }
+    run = subprocess.run(
+        [node, str(JS_DIR / "chat_audio.mjs")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    usage = json.loads(run.stderr.strip().splitlines()[-1])
+    assert usage["prompt_tokens_details"]["audio_tokens"] > 0
+    (job,) = prompts
+    assert word_error_rate(QUESTION, job.messages[-1].text) <= MAX_WER
