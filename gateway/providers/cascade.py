@@ -44,6 +44,7 @@ prompt_observers: list[Callable[[ChatJob], None]] = []
 
 # A sentence ends at . ! ? … (closing quotes/brackets allowed) followed by whitespace.
 _SENTENCE_END = re.compile(r"[.!?…][\"')\]]*\s+|\n+")
+_CLAUSE_END = re.compile(r"[,;:—]\s+")
 
 
 @dataclass(frozen=True)
@@ -67,19 +68,38 @@ class Spoken:
 
 
 class SentenceSplitter:
-    """Cuts a growing text into complete sentences as deltas arrive."""
+    """Cuts a growing text into complete sentences as deltas arrive.
+
+    The first piece decides the time to first audio, so it may end at a clause (a comma,
+    semicolon or colon) once it is long enough to sound natural on its own.
+    """
+
+    FIRST_CLAUSE_CHARS = 24
 
     def __init__(self) -> None:
         self._buffer = ""
+        self._started = False
 
     def feed(self, delta: str) -> list[str]:
         self._buffer += delta
         sentences = []
-        while match := _SENTENCE_END.search(self._buffer):
-            sentence, self._buffer = self._buffer[: match.end()], self._buffer[match.end() :]
-            if sentence.strip():
-                sentences.append(sentence)
-        return sentences
+        while True:
+            match = _SENTENCE_END.search(self._buffer)
+            if match is None and not self._started:
+                match = next(
+                    (
+                        m
+                        for m in _CLAUSE_END.finditer(self._buffer)
+                        if m.start() >= self.FIRST_CLAUSE_CHARS
+                    ),
+                    None,
+                )
+            if match is None:
+                return sentences
+            piece, self._buffer = self._buffer[: match.end()], self._buffer[match.end() :]
+            if piece.strip():
+                sentences.append(piece)
+                self._started = True
 
     def flush(self) -> list[str]:
         rest, self._buffer = self._buffer, ""

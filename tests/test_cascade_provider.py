@@ -1,0 +1,70 @@
+"""CascadeProvider: sentence cutting, the audio token rule, and speaking while writing."""
+
+import pytest
+
+from gateway.catalog import catalog
+from gateway.providers import provider_for
+from gateway.providers.base import ChatJob, ChatReply, ChatTurn
+from gateway.providers.cascade import SentenceSplitter, Spoken, audio_tokens, prompt_observers
+
+
+def cut(text: str) -> list[str]:
+    splitter = SentenceSplitter()
+    pieces = []
+    for word in text.split(" "):
+        pieces += splitter.feed(word + " ")
+    return pieces + splitter.flush()
+
+
+def test_first_piece_may_end_at_a_clause_then_whole_sentences():
+    pieces = cut("Well, I think that the answer, if there is one, is Paris. It is big! And old")
+    assert pieces == [
+        "Well, I think that the answer, ",
+        "if there is one, is Paris. ",
+        "It is big! ",
+        "And old ",
+    ]
+
+
+def test_short_replies_and_line_breaks():
+    assert cut("Yes.") == ["Yes. "]
+    assert cut("") == []
+    splitter = SentenceSplitter()
+    assert splitter.feed("One\nTwo") == ["One\n"]
+    assert splitter.flush() == ["Two"]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "rate", "tokens"),
+    [(0, 10, 0), (0.01, 10, 1), (1.0, 10, 10), (1.05, 10, 11), (2.5, 4, 10)],
+)
+def test_audio_tokens_round_up_per_second_rate(seconds, rate, tokens):
+    assert audio_tokens(seconds, rate) == tokens
+
+
+@pytest.mark.engines
+async def test_converse_speaks_each_sentence_and_ends_with_the_reply():
+    cascade = provider_for(catalog().get("local/audio-chat"))
+    seen = []
+    prompt_observers.append(seen.append)
+    try:
+        job = ChatJob(
+            messages=[ChatTurn("user", "Tell me about the sea.")],
+            max_tokens=30,
+            temperature=0.7,
+            seed=3,
+        )
+        events = [event async for event in cascade.converse(job, "alloy")]
+    finally:
+        prompt_observers.remove(seen.append)
+    assert seen == [job]
+    *body, reply = events
+    assert isinstance(reply, ChatReply)
+    text = "".join(e for e in body if isinstance(e, str))
+    spoken = [e for e in body if isinstance(e, Spoken)]
+    assert text == reply.text
+    assert spoken, "no audio"
+    assert "".join(s.transcript for s in spoken).strip() == text.strip()
+    assert all(len(s.pcm) % 2 == 0 and s.seconds > 0 for s in spoken)
+    # Text arrives before the audio that speaks it.
+    assert isinstance(body[0], str)
