@@ -143,7 +143,7 @@ def test_spec_audio_output_request_mp3(openai_client, live_key):
     assert usage.completion_tokens >= usage.completion_tokens_details.audio_tokens
     record = UsageRecord.objects.get(api_key=live_key.api_key)
     assert record.audio_tokens_out == usage.completion_tokens_details.audio_tokens
-    assert float(record.cost) == pytest.approx(response.model_extra["usage"]["cost"])
+    assert float(record.cost) == pytest.approx(response.usage.model_extra["cost"])
 
     # A later turn hands the reply back by id; its transcript joins the conversation.
     follow_up = openai_client.chat.completions.create(
