@@ -9,7 +9,7 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from accounts.auth import ApiKeyAuth
 from gateway import errors
-from gateway.routers import chat, models, speech
+from gateway.routers import chat, models, speech, transcriptions
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +26,7 @@ api = NinjaAPI(
 api.add_router("/models", models.router)
 api.add_router("/chat", chat.router)
 api.add_router("/audio", speech.router)
+api.add_router("/audio", transcriptions.router)
 
 
 def validation_param(loc: tuple | list) -> str | None:

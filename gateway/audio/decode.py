@@ -1,0 +1,104 @@
+"""Uploads to Whisper's input: any supported audio file as 16 kHz mono float32 samples.
+
+Decoding happens in-process with PyAV (FFmpeg's libraries, no `ffmpeg` binary). The
+container is recognised by probing the bytes, never by the file name, so a WAV named
+`clip.mp3` still decodes and a PNG named `clip.wav` is refused. Every way an upload can be
+unusable is an OpenAI 400 naming `file`; nothing here raises anything else.
+"""
+
+import io
+import logging
+from dataclasses import dataclass
+
+import av
+import numpy as np
+
+from gateway.errors import OpenAIError, invalid_param
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16_000  # what Whisper hears
+MIN_SECONDS = 0.1  # OpenAI refuses shorter audio with the same message
+
+# FFmpeg demuxer names for the formats OpenAI lists (flac, mp3, mp4, mpeg, mpga, m4a, ogg,
+# wav, webm): mp4 and m4a share one demuxer, webm is Matroska, mpeg/mpga are usually MP3
+# bytes (audio/mpeg) and sometimes an MPEG program stream.
+SUPPORTED_CONTAINERS: dict[str, str] = {
+    "flac": "flac",
+    "mp3": "mp3",
+    "mov,mp4,m4a,3gp,3g2,mj2": "mp4",
+    "mpeg": "mpeg",
+    "ogg": "ogg",
+    "wav": "wav",
+    "matroska,webm": "webm",
+}
+SUPPORTED_NAMES = "flac, m4a, mp3, mp4, mpeg, mpga, oga, ogg, wav, webm"
+
+
+@dataclass(frozen=True)
+class DecodedAudio:
+    samples: np.ndarray  # float32 mono in [-1, 1] at SAMPLE_RATE
+    container: str  # the recognised format, one of SUPPORTED_CONTAINERS' values
+
+    @property
+    def duration(self) -> float:
+        return len(self.samples) / SAMPLE_RATE
+
+
+def _bad_file(message: str) -> OpenAIError:
+    return invalid_param(message, param="file", code="invalid_value")
+
+
+def decode_audio(content: bytes) -> DecodedAudio:
+    """The first audio stream of an upload, downmixed and resampled to 16 kHz mono float32.
+
+    Blocking (FFmpeg work): call it off the event loop.
+    """
+    if not content:
+        raise _bad_file("The audio file is empty.")
+    try:
+        container = av.open(io.BytesIO(content), mode="r")
+    except (av.FFmpegError, ValueError, OSError):
+        raise _bad_file(
+            "The file could not be read as audio: it is corrupt or not an audio file. "
+            f"Supported formats: {SUPPORTED_NAMES}."
+        ) from None
+    with container:
+        name = container.format.name
+        if name not in SUPPORTED_CONTAINERS:
+            raise _bad_file(
+                f"Unsupported file format ({container.format.long_name or name}). "
+                f"Supported formats: {SUPPORTED_NAMES}."
+            )
+        if not container.streams.audio:
+            raise _bad_file("The file contains no audio stream.")
+        samples = _decode_stream(container)
+    if len(samples) < MIN_SECONDS * SAMPLE_RATE:
+        raise invalid_param(
+            f"Audio file is too short. Minimum audio length is {MIN_SECONDS} seconds.",
+            param="file",
+            code="audio_too_short",
+        )
+    return DecodedAudio(samples=samples, container=SUPPORTED_CONTAINERS[name])
+
+
+def _decode_stream(container) -> np.ndarray:
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+    chunks: list[np.ndarray] = []
+    try:
+        for frame in container.decode(audio=0):
+            for out in resampler.resample(frame):
+                chunks.append(out.to_ndarray().reshape(-1))
+    except (av.FFmpegError, ValueError) as exc:
+        # A file cut short decodes up to the damage, as FFmpeg itself would; one that
+        # yields nothing at all is corrupt.
+        if not chunks:
+            raise _bad_file(
+                "The audio file is corrupt: no audio could be decoded from it."
+            ) from None
+        logger.info("audio upload damaged after %d chunks: %s", len(chunks), exc)
+    for out in resampler.resample(None):
+        chunks.append(out.to_ndarray().reshape(-1))
+    if not chunks:
+        return np.zeros(0, dtype=np.float32)
+    return np.ascontiguousarray(np.concatenate(chunks), dtype=np.float32)

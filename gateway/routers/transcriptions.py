@@ -1,0 +1,340 @@
+"""POST /v1/audio/transcriptions and POST /v1/audio/translations (speech to text).
+
+Both take OpenAI's multipart form. The form is validated here by hand rather than through
+ninja's Form/File parameters so every refusal names the field exactly as the client sent
+it (`timestamp_granularities[]` arrives with its brackets) and an oversized file is a 413.
+
+`stream=true` (transcriptions only, as in OpenAI) answers `text/event-stream`: one
+`transcript.text.delta` per segment the moment Whisper decodes it, then
+`transcript.text.done` with the whole text and usage. The ledger row is written once per
+request however it ends: answered, refused, failed, or abandoned mid-stream.
+"""
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from ninja import Router
+
+from gateway.catalog import ModelEntry, catalog
+from gateway.errors import OpenAIError, invalid_param
+from gateway.providers import provider_for
+from gateway.providers.base import (
+    AudioUpload,
+    Segment,
+    Transcriber,
+    Transcript,
+    TranscriptionJob,
+)
+from gateway.transcripts import (
+    RESPONSE_FORMATS,
+    ResponseFormat,
+    billed_seconds,
+    duration_usage,
+    render,
+)
+from usage.ledger import Charge
+
+logger = logging.getLogger(__name__)
+
+router = Router(tags=["audio"])
+
+TRANSCRIPTIONS = "/v1/audio/transcriptions"
+TRANSLATIONS = "/v1/audio/translations"
+GRANULARITIES = ("word", "segment")
+_TRUE, _FALSE = ("true", "1"), ("false", "0", "")
+
+
+@dataclass(frozen=True)
+class SpeechToTextForm:
+    """A validated transcription or translation request."""
+
+    model: str
+    upload: AudioUpload
+    response_format: ResponseFormat
+    temperature: float
+    prompt: str | None
+    language: str | None
+    granularities: tuple[str, ...]
+    stream: bool
+
+
+def _missing(param: str) -> OpenAIError:
+    return invalid_param(f"Missing required parameter: '{param}'.", param=param)
+
+
+def _text_field(request: HttpRequest, name: str) -> str | None:
+    value = request.POST.get(name)
+    return value.strip() if value is not None and value.strip() else None
+
+
+def _read_upload(request: HttpRequest) -> AudioUpload:
+    uploaded: UploadedFile | None = request.FILES.get("file")
+    if uploaded is None:
+        if "file" in request.POST:
+            raise invalid_param(
+                "Invalid value for 'file': expected a file upload (multipart/form-data), "
+                "not a text field.",
+                param="file",
+            )
+        raise _missing("file")
+    limit = settings.AROUTER_MAX_UPLOAD_BYTES
+    if uploaded.size is not None and uploaded.size > limit:
+        raise OpenAIError(
+            f"Maximum content size limit ({limit} bytes) exceeded ({uploaded.size} bytes read).",
+            status=413,
+            param="file",
+            code="request_too_large",
+        )
+    return AudioUpload(
+        content=uploaded.read(),
+        filename=uploaded.name or "audio",
+        content_type=uploaded.content_type or "",
+    )
+
+
+def _temperature(request: HttpRequest) -> float:
+    raw = _text_field(request, "temperature")
+    if raw is None:
+        return 0.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:  # also refuses nan
+        raise invalid_param(
+            f"Invalid value for 'temperature': expected a number between 0 and 1, got {raw!r}.",
+            param="temperature",
+            code="invalid_value",
+        )
+    return value
+
+
+def _response_format(request: HttpRequest) -> ResponseFormat:
+    value = _text_field(request, "response_format") or "json"
+    if value not in RESPONSE_FORMATS:
+        raise invalid_param(
+            f"Invalid value for 'response_format': {value!r}. Supported values are: "
+            f"{', '.join(RESPONSE_FORMATS)}.",
+            param="response_format",
+            code="invalid_value",
+        )
+    return value  # type: ignore[return-value]
+
+
+def _granularities(request: HttpRequest, response_format: ResponseFormat) -> tuple[str, ...]:
+    for param in ("timestamp_granularities[]", "timestamp_granularities"):
+        values = [v.strip() for v in request.POST.getlist(param) if v.strip()]
+        if values:
+            break
+    else:
+        return ()
+    for value in values:
+        if value not in GRANULARITIES:
+            raise invalid_param(
+                f"Invalid value for '{param}': {value!r}. Supported values are: "
+                "'word' and 'segment'.",
+                param=param,
+                code="invalid_value",
+            )
+    if response_format != "verbose_json":
+        raise invalid_param(
+            f"'{param}' is only supported when response_format is 'verbose_json'.",
+            param=param,
+            code="invalid_value",
+        )
+    return tuple(dict.fromkeys(values))
+
+
+def _stream(request: HttpRequest) -> bool:
+    raw = (request.POST.get("stream") or "").strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise invalid_param(
+        f"Invalid value for 'stream': expected a boolean, got {raw!r}.", param="stream"
+    )
+
+
+def parse_form(request: HttpRequest, task: Literal["transcribe", "translate"]) -> SpeechToTextForm:
+    """The request's form, checked in the order a client most needs to hear about."""
+    content_type = request.content_type or ""
+    if content_type not in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        raise invalid_param(
+            "This endpoint expects multipart/form-data with a 'file' part "
+            f"(got {content_type or 'no content type'}).",
+            param="file",
+        )
+    model = _text_field(request, "model")
+    upload = _read_upload(request)
+    if model is None:
+        raise _missing("model")
+    response_format = _response_format(request)
+    transcribing = task == "transcribe"
+    return SpeechToTextForm(
+        model=model,
+        upload=upload,
+        response_format=response_format,
+        temperature=_temperature(request),
+        prompt=request.POST.get("prompt") or None,
+        # Translations have no `language` (the output is English) and never stream.
+        language=_text_field(request, "language") if transcribing else None,
+        granularities=_granularities(request, response_format) if transcribing else (),
+        stream=_stream(request) if transcribing else False,
+    )
+
+
+def _transcriber(entry: ModelEntry) -> Transcriber:
+    provider = provider_for(entry)
+    if not isinstance(provider, Transcriber):
+        raise invalid_param(
+            f"The model `{entry.id}` does not support transcription.", param="model"
+        )
+    return provider
+
+
+def _sse(event: dict[str, Any]) -> bytes:
+    return f"data: {json.dumps(event, separators=(',', ':'))}\n\n".encode()
+
+
+def _meter(charge: Charge, transcript: Transcript) -> dict[str, Any]:
+    seconds = billed_seconds(transcript)
+    charge.metered.audio_seconds_in = float(seconds)
+    return duration_usage(seconds, charge.cost)
+
+
+async def _events(
+    items: AsyncIterator[Segment | Transcript],
+    first: Segment | Transcript,
+    charge: Charge,
+) -> AsyncIterator[bytes]:
+    """SSE for a transcription stream; bills when it ends, however it ends."""
+    status = 200
+    item: Segment | Transcript | None = first
+    sent_any = False
+    try:
+        while item is not None:
+            if isinstance(item, Transcript):
+                usage = _meter(charge, item)
+                yield _sse({"type": "transcript.text.done", "text": item.text, "usage": usage})
+            else:
+                delta = item.text if sent_any else item.text.lstrip()
+                if delta:
+                    sent_any = True
+                    yield _sse({"type": "transcript.text.delta", "delta": delta})
+            item = await anext(items, None)
+    except Exception as exc:
+        # Headers are gone: say what failed as OpenAI's stream error object, then stop.
+        error = exc if isinstance(exc, OpenAIError) else None
+        status = error.status if error else 500
+        logger.exception("transcription failed mid-stream")
+        body = (error or OpenAIError("The transcription failed.", status=500)).body()
+        yield _sse({"type": "error", **body})
+    finally:
+        # Also reached when the client disconnects (this task is cancelled at a yield):
+        # closing the provider's stream stops decoding after the current segment.
+        await items.aclose()
+        await charge.record(status)
+
+
+async def _speech_to_text(
+    request: HttpRequest, task: Literal["transcribe", "translate"], endpoint: str
+) -> HttpResponse:
+    # Parsing the multipart body reads a spooled file of up to 25 MB: keep it off the loop.
+    form = await asyncio.to_thread(parse_form, request, task)
+    entry = catalog().resolve(form.model, "transcription")
+    charge = Charge(request, entry, endpoint)
+    try:
+        transcriber = _transcriber(entry)
+        job = TranscriptionJob(
+            upload=form.upload,
+            task=task,
+            language=form.language,
+            prompt=form.prompt,
+            temperature=form.temperature,
+            word_timestamps="word" in form.granularities,
+        )
+        if form.stream:
+            items = transcriber.stream_transcription(job)
+            # Wait for the first segment before answering, so a bad file or a failing
+            # engine is still a proper error response rather than a torn stream.
+            try:
+                first = await anext(items)
+            except BaseException:
+                await items.aclose()
+                raise
+            response = StreamingHttpResponse(
+                _events(items, first, charge), content_type="text/event-stream"
+            )
+            response["Cache-Control"] = "no-cache"
+            return response
+        transcript = await transcriber.transcribe(job)
+    except OpenAIError as exc:
+        await charge.record(exc.status)  # refusals are in the ledger too, at no cost
+        raise
+    except Exception:
+        await charge.record(500)
+        raise
+    usage = _meter(charge, transcript)
+    await charge.record(200)
+    return render(transcript, form.response_format, task, usage)
+
+
+_FORM_SCHEMA = {
+    "requestBody": {
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file", "model"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "model": {"type": "string", "example": "openai/whisper-large-v3"},
+                        "language": {"type": "string"},
+                        "prompt": {"type": "string"},
+                        "response_format": {"type": "string", "enum": list(RESPONSE_FORMATS)},
+                        "temperature": {"type": "number", "minimum": 0, "maximum": 1},
+                        "timestamp_granularities[]": {
+                            "type": "array",
+                            "items": {"type": "string", "enum": list(GRANULARITIES)},
+                        },
+                        "stream": {"type": "boolean"},
+                    },
+                }
+            }
+        },
+        "required": True,
+    }
+}
+_TRANSLATION_SCHEMA = json.loads(json.dumps(_FORM_SCHEMA))
+for _name in ("language", "timestamp_granularities[]", "stream"):
+    del _TRANSLATION_SCHEMA["requestBody"]["content"]["multipart/form-data"]["schema"][
+        "properties"
+    ][_name]
+
+
+@router.post(
+    "/transcriptions",
+    summary="Create transcription",
+    response={200: None},
+    openapi_extra=_FORM_SCHEMA,
+)
+async def create_transcription(request: HttpRequest) -> HttpResponse:
+    return await _speech_to_text(request, "transcribe", TRANSCRIPTIONS)
+
+
+@router.post(
+    "/translations",
+    summary="Create translation",
+    response={200: None},
+    openapi_extra=_TRANSLATION_SCHEMA,
+)
+async def create_translation(request: HttpRequest) -> HttpResponse:
+    return await _speech_to_text(request, "translate", TRANSLATIONS)
