@@ -48,6 +48,15 @@ _CODECS: dict[str, tuple[str, str, str, int | None]] = {
     "flac": ("flac", "flac", "s16", None),
 }
 _BIT_RATES = {"mp3": 64_000, "opus": 48_000, "aac": 64_000}
+# Faster settings than the codecs' defaults, measured on 57 s of 24 kHz speech: LAME
+# quality 7 (0.28 s instead of 0.50 s), Opus complexity 5 (0.19 s, 0.26 s), AAC's fast
+# coder (0.17 s, 0.29 s). At these speech bit rates the difference is not audible, and
+# encoding time adds straight onto synthesis time.
+_CODEC_OPTIONS = {
+    "mp3": {"compression_level": "7"},
+    "opus": {"compression_level": "5"},
+    "aac": {"aac_coder": "fast"},
+}
 _UNKNOWN_SIZE = 0xFFFFFFFF
 
 
@@ -130,7 +139,9 @@ class StreamEncoder:
             # stale one (0 frames) misleads players about the duration. CBR needs none.
             options = {"write_xing": "0"}
         self._container = av.open(self._sink, mode="w", format=container_format, options=options)
-        stream = self._container.add_stream(codec_name, rate=OUTPUT_RATE)
+        stream = self._container.add_stream(
+            codec_name, rate=OUTPUT_RATE, options=_CODEC_OPTIONS.get(self.format, {})
+        )
         stream.layout = "mono"
         stream.format = _CODECS[self.format][2]
         if self.format in _BIT_RATES:

