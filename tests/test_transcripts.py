@@ -1,0 +1,117 @@
+"""gateway.transcripts: a Transcript in json, text, srt, verbose_json and vtt, exactly."""
+
+import json
+from decimal import Decimal
+
+from gateway.providers.base import Segment, Transcript, Word
+from gateway.transcripts import billed_seconds, duration_usage, render, timestamp, to_srt, to_vtt
+
+
+def _segment(index: int, start: float, end: float, text: str, words=()) -> Segment:
+    return Segment(
+        id=index,
+        seek=0,
+        start=start,
+        end=end,
+        text=text,
+        tokens=[50364, 440, 50608],
+        temperature=0.0,
+        avg_logprob=-0.25,
+        compression_ratio=1.1,
+        no_speech_prob=0.01,
+        words=list(words),
+    )
+
+
+WORDS = [Word("Hello", 0.0, 0.5), Word("there.", 0.5, 1.2), Word("Bye.", 3661.5, 3662.25)]
+TRANSCRIPT = Transcript(
+    text="Hello there. Bye.",
+    language="english",
+    duration=3662.4,
+    segments=[
+        _segment(0, 0.0, 1.2, " Hello there.", WORDS[:2]),
+        _segment(1, 3661.5, 3662.25, " Bye.", WORDS[2:]),
+    ],
+    words=WORDS,
+)
+
+
+def test_timestamps_have_hours_and_milliseconds():
+    assert timestamp(0, ",") == "00:00:00,000"
+    assert timestamp(3661.5, ",") == "01:01:01,500"
+    assert timestamp(59.9996, ".") == "00:01:00.000"
+    assert timestamp(-0.01, ".") == "00:00:00.000"
+
+
+def test_srt_is_numbered_cues_with_comma_milliseconds():
+    assert to_srt(TRANSCRIPT) == (
+        "1\n00:00:00,000 --> 00:00:01,200\nHello there.\n\n"
+        "2\n01:01:01,500 --> 01:01:02,250\nBye.\n\n"
+    )
+
+
+def test_vtt_has_its_header_and_dot_milliseconds():
+    assert to_vtt(TRANSCRIPT) == (
+        "WEBVTT\n\n"
+        "00:00:00.000 --> 00:00:01.200\nHello there.\n\n"
+        "01:01:01.500 --> 01:01:02.250\nBye.\n\n"
+    )
+
+
+def test_cue_text_cannot_break_the_cue_structure():
+    tricky = Transcript("a b", "english", 2.0, [_segment(0, 0, 1, " a\n\n--> b")])
+    assert to_srt(tricky) == "1\n00:00:00,000 --> 00:00:01,000\na\n-> b\n\n"
+
+
+def test_json_is_text_and_duration_usage():
+    usage = duration_usage(billed_seconds(TRANSCRIPT), Decimal("0.36630000"))
+    body = json.loads(render(TRANSCRIPT, "json", "transcribe", usage).content)
+    assert body == {
+        "text": "Hello there. Bye.",
+        "usage": {"type": "duration", "seconds": 3663, "cost": 0.3663},
+    }
+
+
+def test_translation_json_is_text_only():
+    body = json.loads(render(TRANSCRIPT, "json", "translate", {"type": "duration"}).content)
+    assert body == {"text": "Hello there. Bye."}
+
+
+def test_verbose_json_has_every_segment_field_and_words():
+    response = render(TRANSCRIPT, "verbose_json", "transcribe", {"type": "duration"})
+    body = json.loads(response.content)
+    assert list(body) == ["task", "language", "duration", "text", "segments", "words", "usage"]
+    assert (body["task"], body["language"], body["duration"]) == ("transcribe", "english", 3662.4)
+    assert body["segments"][1] == {
+        "id": 1,
+        "seek": 0,
+        "start": 3661.5,
+        "end": 3662.25,
+        "text": " Bye.",
+        "tokens": [50364, 440, 50608],
+        "temperature": 0.0,
+        "avg_logprob": -0.25,
+        "compression_ratio": 1.1,
+        "no_speech_prob": 0.01,
+    }
+    assert body["words"][0] == {"word": "Hello", "start": 0.0, "end": 0.5}
+
+
+def test_verbose_json_without_word_timestamps_has_no_words_key():
+    plain = Transcript(TRANSCRIPT.text, "english", 2.0, TRANSCRIPT.segments, words=None)
+    body = json.loads(render(plain, "verbose_json", "translate").content)
+    assert "words" not in body
+    assert "usage" not in body
+    assert body["task"] == "translate"
+
+
+def test_text_formats_are_plain_text():
+    for response_format in ("text", "srt", "vtt"):
+        response = render(TRANSCRIPT, response_format, "transcribe")
+        assert response["Content-Type"] == "text/plain; charset=utf-8"
+    assert render(TRANSCRIPT, "text", "transcribe").content == b"Hello there. Bye.\n"
+
+
+def test_billed_seconds_round_up_but_ignore_float_noise():
+    assert billed_seconds(Transcript("", "english", 4.2, [])) == 5
+    assert billed_seconds(Transcript("", "english", 5.0000001, [])) == 5

@@ -1,0 +1,181 @@
+"""WhisperProvider on the real packaged weights: assembly, sharing, accuracy, streaming,
+English-only refusals, idle unload."""
+
+import asyncio
+import itertools
+import re
+
+import jiwer
+import pytest
+
+from gateway.catalog import catalog
+from gateway.errors import OpenAIError
+from gateway.providers import provider_for
+from gateway.providers.base import AudioUpload, Segment, Transcriber, Transcript, TranscriptionJob
+from gateway.providers.whisper import (
+    WHISPER_BASE_SIZE,
+    WhisperProvider,
+    assemble_whisper_base,
+)
+from tests.speech_fixtures import *  # noqa: F403
+from tests.speech_fixtures import Clip
+
+pytestmark = pytest.mark.engines
+
+# Word error rate allowed on clean synthetic speech, after lower-casing and dropping
+# punctuation. Whisper base writes "sea shells" as "seashells" (2 errors in 20 words).
+MAX_WER = 0.2
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    def clean(text: str) -> str:
+        return " ".join(re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split())
+
+    return jiwer.wer(clean(reference), clean(hypothesis))
+
+
+def job(clip: Clip, **kwargs) -> TranscriptionJob:
+    return TranscriptionJob(upload=AudioUpload(clip.content, clip.name), **kwargs)
+
+
+@pytest.fixture(scope="module")
+def base() -> WhisperProvider:
+    return provider_for(catalog().get("local/whisper-base"))
+
+
+@pytest.fixture(scope="module")
+def tiny() -> WhisperProvider:
+    return provider_for(catalog().get("local/whisper-tiny.en"))
+
+
+def test_packaged_base_weights_are_assembled_once_and_verified(tmp_path):
+    folder = assemble_whisper_base(tmp_path)
+    model = folder / "model.bin"
+    assert model.stat().st_size == WHISPER_BASE_SIZE
+    assert {p.name for p in folder.iterdir()} == {
+        "model.bin",
+        "config.json",
+        "tokenizer.json",
+        "vocabulary.txt",
+    }
+    written = model.stat().st_mtime_ns
+    assert assemble_whisper_base(tmp_path) == folder
+    assert model.stat().st_mtime_ns == written  # not rebuilt
+
+
+def test_aliases_share_one_provider_and_one_model_copy(base):
+    assert isinstance(base, Transcriber)
+    for alias in ("openai/whisper-large-v3", "openai/whisper-large-v3-turbo"):
+        assert provider_for(catalog().get(alias)) is base
+    first = base.load()
+    assert base.load() is first
+    assert base.loads == 1
+
+
+async def test_transcribes_english_speech(base, english_wav):
+    transcript = await base.transcribe(job(english_wav))
+    assert wer(english_wav.text, transcript.text) <= MAX_WER, transcript.text
+    assert transcript.language == "english"
+    assert transcript.duration == pytest.approx(english_wav.seconds, abs=0.05)
+    assert transcript.words is None
+    assert [s.id for s in transcript.segments] == list(range(len(transcript.segments)))
+    assert transcript.text == "".join(s.text for s in transcript.segments).strip()
+
+
+async def test_word_timestamps_are_monotonic_and_inside_the_audio(base, english_wav):
+    transcript = await base.transcribe(job(english_wav, word_timestamps=True))
+    words = transcript.words
+    assert words
+    assert len(words) >= 15
+    assert wer(english_wav.text, " ".join(w.word for w in words)) <= MAX_WER
+    assert all(w.word == w.word.strip() and w.word for w in words)
+    for previous, word in itertools.pairwise(words):
+        assert previous.start <= word.start
+        assert previous.end <= word.end
+    assert all(0 <= w.start <= w.end <= transcript.duration + 0.01 for w in words)
+    assert words == [w for s in transcript.segments for w in s.words]
+
+
+async def test_silence_is_an_empty_transcript(base, silence_wav):
+    transcript = await base.transcribe(job(silence_wav))
+    assert transcript.text == ""
+    assert transcript.segments == []
+    assert transcript.duration == pytest.approx(3.0)
+
+
+async def test_stream_yields_segments_then_the_transcript(base, english_wav):
+    items = [item async for item in base.stream_transcription(job(english_wav))]
+    *segments, transcript = items
+    assert segments
+    assert all(isinstance(s, Segment) for s in segments)
+    assert isinstance(transcript, Transcript)
+    assert transcript.segments == segments
+    assert wer(english_wav.text, transcript.text) <= MAX_WER
+
+
+async def test_stream_surfaces_decode_errors_before_any_segment(base):
+    bad = TranscriptionJob(upload=AudioUpload(b"not audio at all" * 10, "x.mp3"))
+    with pytest.raises(OpenAIError) as caught:
+        async for _ in base.stream_transcription(bad):
+            pass
+    assert (caught.value.status, caught.value.param) == (400, "file")
+
+
+async def test_forced_language_is_used(base, english_wav):
+    transcript = await base.transcribe(job(english_wav, language="en-US"))
+    assert transcript.language == "english"
+
+
+async def test_unknown_language_is_refused(base, english_wav):
+    with pytest.raises(OpenAIError) as caught:
+        await base.transcribe(job(english_wav, language="klingon"))
+    assert (caught.value.status, caught.value.param) == (400, "language")
+
+
+async def test_english_only_model_transcribes_english(tiny, english_wav):
+    transcript = await tiny.transcribe(job(english_wav))
+    assert wer(english_wav.text, transcript.text) <= MAX_WER, transcript.text
+    assert transcript.language == "english"
+
+
+async def test_english_only_model_refuses_translation_and_other_languages(tiny, english_wav):
+    with pytest.raises(OpenAIError) as caught:
+        await tiny.transcribe(job(english_wav, task="translate"))
+    assert (caught.value.status, caught.value.param) == (400, "model")
+    assert "English-only" in caught.value.message
+    with pytest.raises(OpenAIError) as caught:
+        await tiny.transcribe(job(english_wav, language="de"))
+    assert (caught.value.status, caught.value.param) == (400, "language")
+
+
+async def test_translation_of_spanish_speech_is_english(base, spanish_clip):
+    heard = await base.transcribe(job(spanish_clip))
+    assert heard.language == "spanish"
+    translated = await base.transcribe(job(spanish_clip, task="translate"))
+    assert translated.language == "english"
+    words = set(re.findall(r"[a-z]+", translated.text.lower()))
+    assert {"today", "walk", "park"} <= words, translated.text
+    assert not {"buenos", "parque", "hoy"} & words
+
+
+async def test_model_is_unloaded_after_the_idle_ttl_and_reloads(settings, english_wav):
+    settings.AROUTER_MODEL_IDLE_TTL = 0.3
+    provider = WhisperProvider(catalog().get("local/whisper-tiny.en"))
+    await provider.transcribe(job(english_wav))
+    assert provider.loaded
+    assert provider.loads == 1
+    for _ in range(100):
+        if not provider.loaded:
+            break
+        await asyncio.sleep(0.05)
+    assert not provider.loaded
+    transcript = await provider.transcribe(job(english_wav))
+    assert provider.loads == 2
+    assert transcript.text
+
+
+async def test_concurrent_requests_share_the_loaded_model(base, english_wav, settings):
+    results = await asyncio.gather(*(base.transcribe(job(english_wav)) for _ in range(3)))
+    assert len({r.text for r in results}) == 1
+    assert base.loads == 1
+    assert base._executor._max_workers == settings.AROUTER_ENGINE_CONCURRENCY
