@@ -87,6 +87,8 @@ DATA_DIR = env_path("AROUTER_DATA_DIR", BASE_DIR / "data")
 SECRET_KEY = persistent_secret("SECRET_KEY", DATA_DIR)
 # Peppers API key digests. Separate from SECRET_KEY so rotating one does not void every key.
 AROUTER_KEY_PEPPER = persistent_secret("AROUTER_KEY_PEPPER", DATA_DIR)
+# Encrypts teams' upstream provider keys at rest; its own secret, so rotating others keeps them.
+AROUTER_CREDENTIALS_KEY = persistent_secret("AROUTER_CREDENTIALS_KEY", DATA_DIR)
 DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
@@ -105,6 +107,7 @@ INSTALLED_APPS = [
     "gateway",
     "usage",
     "playground",
+    "credentials",
 ]
 
 MIDDLEWARE = [
