@@ -398,7 +398,8 @@ def test_client_disconnect_stops_synthesis_and_bills_what_was_made(arouter_serve
         gate.release.set()
         [row] = wait_for_usage(live_key)
 
-    assert gate.started == [0, 1]  # sentences 3 and 4 were never started
+    # Sentences 3 and 4 were never started; 2 was, or was cancelled before it could start.
+    assert gate.started in ([0], [0, 1])
     assert row.status_code == 200
     assert row.characters == pieces[0].end
     assert float(row.cost) == pytest.approx(pieces[0].end * 15 / 1_000_000)

@@ -258,19 +258,20 @@ class PiperProvider:
                     yield data
                 return
             for index, piece in enumerate(pieces):
-                running = loop.run_in_executor(
-                    self._executor, self._speak_piece, job, style, encoder, pieces, index
+                running = self._executor.submit(
+                    self._speak_piece, job, style, encoder, pieces, index
                 )
-                data = await running
+                data = await asyncio.wrap_future(running, loop=loop)
                 running = None
                 meter.characters = len(job.input) if index == len(pieces) - 1 else piece.end
                 meter.audio_seconds = encoder.seconds_out
                 if data:
                     yield data
         finally:
-            if running is not None and not running.done():
-                # Cancelled while a worker still uses the encoder: release it only after
-                # that piece is done (no further piece is started).
+            if running is not None and not running.cancel() and not running.done():
+                # Cancelled while a worker thread still uses the encoder: release it only
+                # once that piece is done (no further piece is started). The thread's own
+                # future, not the awaited wrapper, says when the worker is really done.
                 running.add_done_callback(lambda _: encoder.close())
             else:
                 encoder.close()
