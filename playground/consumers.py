@@ -132,6 +132,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         self.history: list[ChatTurn] = []
         self.pending_heard: list[Heard] = []
         self.last_item_id: str | None = None
+        self.temperature = 0.8  # OpenAI's realtime default
         try:
             self.api_key = await self._authenticate()
             query = parse_qs(self.scope.get("query_string", b"").decode())
@@ -295,6 +296,20 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                     "session.output_modalities",
                 )
             self.session["output_modalities"] = ["text"] if modalities == ["text"] else ["audio"]
+        if "max_output_tokens" in update or "max_response_output_tokens" in update:
+            limit = update.get("max_output_tokens", update.get("max_response_output_tokens"))
+            self.session["max_output_tokens"] = output_token_limit(
+                limit, "session.max_output_tokens"
+            )
+        if update.get("temperature") is not None:
+            temperature = update["temperature"]
+            if not isinstance(temperature, int | float) or not 0 <= temperature <= 2:
+                raise RealtimeError(
+                    "`temperature` must be a number from 0 to 2.",
+                    "invalid_value",
+                    "session.temperature",
+                )
+            self.temperature = float(temperature)
         self.session["audio"]["output"] = output
         await self.send_event("session.updated", session=self.session)
 
@@ -362,12 +377,18 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                 "Conversation already has an active response in progress.",
                 "conversation_already_has_active_response",
             )
+        options = event.get("response") or {}
+        if not isinstance(options, dict):
+            raise RealtimeError("`response` must be an object.", "invalid_type", "response")
+        limit = self.session["max_output_tokens"]
+        if "max_output_tokens" in options:
+            limit = output_token_limit(options["max_output_tokens"], "response.max_output_tokens")
         if not self.history:
             raise RealtimeError(
                 "Nothing to respond to: commit some input audio first.",
                 "conversation_empty",
             )
-        self.response_task = asyncio.ensure_future(self.respond())
+        self.response_task = asyncio.ensure_future(self.respond(limit))
 
     async def on_response_cancel(self, event: dict) -> None:
         task = self.response_task
@@ -380,7 +401,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
 
     # --- responding -----------------------------------------------------------------
 
-    async def respond(self) -> None:
+    async def respond(self, limit: int | str) -> None:
         """One response: runs as a task, so response.cancel can stop it mid-way."""
         response_id, item_id = _id("resp"), _id("item")
         speaking = self.session["output_modalities"] == ["audio"]
@@ -392,7 +413,11 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         turn = Turn(
             entry=self.entry,
             provider=self.provider,
-            job=ChatJob(messages=messages, max_tokens=_max_tokens()),
+            job=ChatJob(
+                messages=messages,
+                max_tokens=_max_tokens() if limit == "inf" else limit,
+                temperature=self.temperature,
+            ),
             heard=heard,
             voice=output["voice"] if speaking else None,
         )
@@ -409,7 +434,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             "output": [],
             "conversation_id": None,
             "output_modalities": self.session["output_modalities"],
-            "max_output_tokens": "inf",
+            "max_output_tokens": limit,
             "audio": {"output": {"format": PCM_FORMAT, "voice": output["voice"]}},
             "usage": None,
             "metadata": None,
@@ -522,6 +547,19 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             },
         )
         await self.send_event("response.done", response=response)
+
+
+def output_token_limit(value, param: str) -> int | str:
+    """OpenAI's max_output_tokens: an integer from 1 to 4096, or "inf"."""
+    if value == "inf":
+        return value
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4096:
+        raise RealtimeError(
+            "`max_output_tokens` must be an integer from 1 to 4096, or 'inf'.",
+            "invalid_value",
+            param,
+        )
+    return value
 
 
 def _max_tokens() -> int:

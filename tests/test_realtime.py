@@ -141,6 +141,10 @@ async def test_bad_events_get_error_events_and_the_socket_stays_open(api_key):
     assert (await receive(comm))["error"]["code"] == "response_cancel_not_active"
     await send(comm, type="session.update", session={"audio": {"output": {"voice": "nobody"}}})
     assert (await receive(comm))["error"]["param"] == "session.audio.output.voice"
+    await send(comm, type="session.update", session={"max_output_tokens": 0})
+    assert (await receive(comm))["error"]["param"] == "session.max_output_tokens"
+    await send(comm, type="response.create", response={"max_output_tokens": "lots"})
+    assert (await receive(comm))["error"]["param"] == "response.max_output_tokens"
     await comm.send_to(bytes_data=b"\x00\x01")
     assert (await receive(comm))["error"]["code"] == "invalid_event"
 
@@ -180,8 +184,9 @@ def pcm16_frames(pcm: np.ndarray, frame_ms: int = 100) -> list[str]:
 async def test_full_turn_from_pcm16_frames_to_audio_and_usage(api_key):
     question = "What is the capital of France?"
     comm, _ = await open_session(api_key.raw)
-    await send(comm, type="session.update", session={"audio": {"output": {"voice": "nova"}}})
-    assert (await receive(comm))["type"] == "session.updated"
+    session = {"audio": {"output": {"voice": "nova"}}, "max_output_tokens": 24}
+    await send(comm, type="session.update", session=session)
+    assert (await receive(comm))["session"]["max_output_tokens"] == 24
     for frame in pcm16_frames(await spoken_pcm(question)):
         await send(comm, type="input_audio_buffer.append", audio=frame)
     await send(comm, type="input_audio_buffer.commit")
@@ -212,6 +217,7 @@ async def test_full_turn_from_pcm16_frames_to_audio_and_usage(api_key):
     assert usage["input_token_details"]["audio_tokens"] > 0
     assert usage["output_token_details"]["audio_tokens"] > 0
     assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
+    assert 0 < usage["output_token_details"]["text_tokens"] <= 24
     record = await UsageRecord.objects.aget()
     assert record.endpoint == "/v1/realtime"
     assert record.audio_tokens_out == usage["output_token_details"]["audio_tokens"]

@@ -70,7 +70,10 @@ class LlamaProvider:
     def __init__(self, entry: ModelEntry) -> None:
         self.entry = entry
         self.n_ctx = int(entry.options.get("n_ctx", DEFAULT_CONTEXT))
-        self.n_threads = int(entry.options.get("n_threads", os.cpu_count() or 1))
+        # Half the cores by default: a 270M model is memory-bound (one thread is within ~15%
+        # of two), and in the audio cascade Piper and Whisper need the other half at the
+        # same time; oversubscribed llama.cpp threads spin and slow everything down.
+        self.n_threads = int(entry.options.get("n_threads", max(1, (os.cpu_count() or 2) // 2)))
         self._size = settings.AROUTER_ENGINE_CONCURRENCY
         self._idle: queue.LifoQueue = queue.LifoQueue()
         self._made = 0
