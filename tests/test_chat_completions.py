@@ -312,3 +312,45 @@ async def test_text_stream_chunks_then_usage_then_done(api_key):
     assert 0 < usage_chunk["usage"]["completion_tokens"] <= 6
     assert all(c["usage"] is None for c in chunks[:-1])
     assert content.strip()
+
+
+@pytest.mark.engines
+@pytest.mark.django_db(transaction=True)
+async def test_stored_audio_reply_resolves_only_for_its_team(api_key, outsider_key):
+    from gateway.chat import replies
+    from gateway.providers.cascade import prompt_observers
+
+    audio_id = replies.new_audio_id()
+    await replies.remember(
+        audio_id, "Paris is the capital.", replies.expiry(), api_key.api_key.team_id
+    )
+    body = {
+        "model": "local/audio-chat",
+        "messages": [
+            {"role": "user", "content": "What is the capital of France?"},
+            {"role": "assistant", "audio": {"id": audio_id}},
+            {"role": "user", "content": "Thanks."},
+        ],
+        "max_completion_tokens": 1,
+    }
+    seen = []
+    prompt_observers.append(seen.append)
+    try:
+        ok = await AsyncClient().post(
+            URL,
+            data=json.dumps(body),
+            content_type="application/json",
+            headers={"Authorization": f"Bearer {api_key.raw}"},
+        )
+    finally:
+        prompt_observers.remove(seen.append)
+    assert ok.status_code == 200, ok.content
+    assert seen[0].messages[1].role == "assistant"
+    assert seen[0].messages[1].text == "Paris is the capital."
+    foreign = await AsyncClient().post(
+        URL,
+        data=json.dumps(body),
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {outsider_key.raw}"},
+    )
+    assert_error(foreign, 400, "messages[1].audio.id")
