@@ -1,0 +1,381 @@
+"""POST /v1/audio/transcriptions: every upload format, every response format, the SSE
+stream, the ledger, every refusal; the spec's examples through the official SDK and as raw
+HTTP (the curl lines)."""
+
+import io
+import itertools
+import json
+import math
+import re
+from decimal import Decimal
+
+import httpx
+import jiwer
+import numpy as np
+import openai
+import pytest
+from django.test import AsyncClient
+
+from tests.speech_fixtures import *  # noqa: F403
+from tests.speech_fixtures import UPLOAD_FORMATS, Clip, encode_pcm
+from usage.models import UsageRecord
+
+URL = "/v1/audio/transcriptions"
+BASE = "openai/whisper-large-v3"  # the spec's model id; served by local/whisper-base
+TINY = "local/whisper-tiny.en"
+# Word error rate allowed on clean synthetic speech after lower-casing and dropping
+# punctuation ("sea shells" heard as "seashells" is 2 errors in 20 words).
+MAX_WER = 0.2
+SRT_TIME = r"\d\d:\d\d:\d\d,\d\d\d"
+VTT_TIME = r"\d\d:\d\d:\d\d\.\d\d\d"
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    def clean(text: str) -> str:
+        return " ".join(re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split())
+
+    return jiwer.wer(clean(reference), clean(hypothesis))
+
+
+def upload(clip: Clip, name: str | None = None) -> io.BytesIO:
+    handle = io.BytesIO(clip.content)
+    handle.name = name or clip.name
+    return handle
+
+
+def post(api, clip: Clip | None, **fields):
+    data = {"model": BASE, **fields}
+    if clip is not None:
+        data["file"] = upload(clip)
+    return api.post(URL, data=data)
+
+
+def assert_error(response, status: int, param: str | None, code: str | None = None) -> dict:
+    assert response.status_code == status, response.content
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["type"] == "invalid_request_error"
+    assert error["param"] == param
+    if code:
+        assert error["code"] == code
+    return error
+
+
+def sse_events(raw: bytes) -> list[dict]:
+    blocks = [b for b in raw.decode().split("\n\n") if b.strip()]
+    assert all(b.startswith("data: ") for b in blocks), blocks
+    return [json.loads(b.removeprefix("data: ")) for b in blocks]
+
+
+def srt_cues(body: str) -> list[tuple[str, str, str, str]]:
+    pattern = rf"(\d+)\n({SRT_TIME}) --> ({SRT_TIME})\n(.+?)\n\n"
+    cues = re.findall(pattern, body, flags=re.S)
+    assert "".join(f"{n}\n{a} --> {b}\n{t}\n\n" for n, a, b, t in cues) == body
+    return cues
+
+
+pytestmark = [pytest.mark.engines]
+
+
+# --- successful transcriptions --------------------------------------------------------
+
+
+def test_json_is_text_and_duration_usage_and_the_ledger_bills_it(api, english_wav):
+    response = post(api, english_wav)
+    assert response.status_code == 200, response.content
+    assert response["Content-Type"] == "application/json"
+    body = response.json()
+    assert list(body) == ["text", "usage"]
+    assert wer(english_wav.text, body["text"]) <= MAX_WER, body["text"]
+    seconds = math.ceil(english_wav.seconds)
+    cost = (Decimal(seconds) / 60 * Decimal("0.006")).quantize(Decimal("0.00000001"))
+    assert body["usage"] == {"type": "duration", "seconds": seconds, "cost": float(cost)}
+
+    record = UsageRecord.objects.get()
+    assert (record.model, record.endpoint, record.status_code) == (BASE, URL, 200)
+    assert record.provider == "whisper"
+    assert record.audio_seconds_in == seconds
+    assert record.cost == cost > 0
+
+
+@pytest.mark.parametrize("fmt", sorted(UPLOAD_FORMATS))
+def test_every_upload_format_is_transcribed(api, english_clips, fmt):
+    # tiny.en keeps this matrix quick; base is exercised everywhere else.
+    clip = english_clips[fmt]
+    response = post(api, clip, model=TINY)
+    assert response.status_code == 200, response.content
+    assert wer(clip.text, response.json()["text"]) <= MAX_WER, response.json()["text"]
+
+
+def test_format_is_detected_by_content_not_by_file_name(api, english_clips):
+    clip = english_clips["flac"]
+    response = api.post(URL, data={"model": TINY, "file": upload(clip, "really-a-flac.mp3")})
+    assert response.status_code == 200, response.content
+    assert wer(clip.text, response.json()["text"]) <= MAX_WER
+
+
+def test_text_format_is_plain_text(api, english_wav):
+    response = post(api, english_wav, response_format="text")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/plain; charset=utf-8"
+    text = response.content.decode()
+    assert text.endswith("\n")
+    assert not text.startswith(" ")
+    assert wer(english_wav.text, text) <= MAX_WER
+
+
+def test_srt_is_a_valid_subtitle_file(api, english_wav):
+    response = post(api, english_wav, response_format="srt")
+    assert response.status_code == 200
+    cues = srt_cues(response.content.decode())
+    assert [int(n) for n, *_ in cues] == list(range(1, len(cues) + 1))
+    assert cues[0][1].startswith("00:00:0")
+    for _, start, end, _ in cues:
+        assert start <= end  # fixed-width timestamps compare as strings
+    assert wer(english_wav.text, " ".join(t for *_, t in cues)) <= MAX_WER
+
+
+def test_vtt_is_a_valid_webvtt_file(api, english_wav):
+    response = post(api, english_wav, response_format="vtt")
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert body.startswith("WEBVTT\n\n")
+    cues = re.findall(rf"({VTT_TIME}) --> ({VTT_TIME})\n(.+?)\n\n", body, flags=re.S)
+    assert cues
+    rebuilt = "WEBVTT\n\n" + "".join(f"{a} --> {b}\n{t}\n\n" for a, b, t in cues)
+    assert rebuilt == body
+    assert wer(english_wav.text, " ".join(t for *_, t in cues)) <= MAX_WER
+
+
+def test_verbose_json_with_word_and_segment_timestamps(api, english_wav):
+    response = post(
+        api,
+        english_wav,
+        response_format="verbose_json",
+        **{"timestamp_granularities[]": ["word", "segment"]},
+    )
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert list(body) == ["task", "language", "duration", "text", "segments", "words", "usage"]
+    assert (body["task"], body["language"]) == ("transcribe", "english")
+    assert body["duration"] == pytest.approx(english_wav.seconds, abs=0.05)
+    assert wer(english_wav.text, body["text"]) <= MAX_WER
+    segment_types = {
+        "id": int,
+        "seek": int,
+        "start": float,
+        "end": float,
+        "text": str,
+        "tokens": list,
+        "temperature": float,
+        "avg_logprob": float,
+        "compression_ratio": float,
+        "no_speech_prob": float,
+    }
+    for index, segment in enumerate(body["segments"]):
+        assert list(segment) == list(segment_types)
+        for key, kind in segment_types.items():
+            assert isinstance(segment[key], kind) or (kind is float and type(segment[key]) is int)
+        assert segment["id"] == index
+        assert all(isinstance(t, int) for t in segment["tokens"])
+    words = body["words"]
+    assert all(list(w) == ["word", "start", "end"] for w in words)
+    for previous, word in itertools.pairwise(words):
+        assert previous["start"] <= word["start"]
+    assert all(0 <= w["start"] <= w["end"] <= body["duration"] + 0.01 for w in words)
+    assert body["usage"]["type"] == "duration"
+
+
+def test_verbose_json_without_word_granularity_has_no_words(api, english_wav):
+    body = post(api, english_wav, response_format="verbose_json").json()
+    assert "words" not in body
+    assert body["segments"]
+
+
+def test_prompt_language_and_temperature_are_accepted(api, english_wav):
+    response = post(
+        api, english_wav, language="en", prompt="Foxes and sea shells.", temperature="0.2"
+    )
+    assert response.status_code == 200, response.content
+    assert wer(english_wav.text, response.json()["text"]) <= MAX_WER
+
+
+def test_silence_is_valid_and_empty(api, silence_wav):
+    response = post(api, silence_wav)
+    assert response.status_code == 200
+    assert response.json() == {
+        "text": "",
+        "usage": {"type": "duration", "seconds": 3, "cost": 0.0003},
+    }
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_stream_sends_a_delta_per_segment_then_done_with_usage(api_key, english_wav):
+    response = await AsyncClient().post(
+        URL,
+        data={"model": BASE, "file": upload(english_wav), "stream": "true"},
+        headers={"Authorization": f"Bearer {api_key.raw}"},
+    )
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/event-stream"
+    events = sse_events(b"".join([part async for part in response.streaming_content]))
+    *deltas, done = events
+    assert deltas
+    assert all(list(e) == ["type", "delta"] for e in deltas)
+    assert {e["type"] for e in deltas} == {"transcript.text.delta"}
+    assert list(done) == ["type", "text", "usage"]
+    assert done["type"] == "transcript.text.done"
+    assert "".join(e["delta"] for e in deltas) == done["text"]
+    assert wer(english_wav.text, done["text"]) <= MAX_WER
+    assert done["usage"]["type"] == "duration"
+    assert done["usage"]["seconds"] == math.ceil(english_wav.seconds)
+    record = await UsageRecord.objects.aget()
+    assert (record.status_code, record.endpoint) == (200, URL)
+    assert record.cost > 0
+
+
+# --- refusals ---------------------------------------------------------------------------
+
+
+def test_missing_file_and_missing_model(api, english_wav):
+    assert_error(api.post(URL, data={"model": BASE}), 400, "file")
+    assert_error(api.post(URL, data={"file": upload(english_wav)}), 400, "model")
+    assert_error(api.post(URL, data={"model": BASE, "file": "not a file"}), 400, "file")
+
+
+def test_json_body_instead_of_multipart_is_refused(api):
+    response = api.post(URL, data=json.dumps({"model": BASE}), content_type="application/json")
+    assert_error(response, 400, "file")
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"just some text, not audio" * 10, b"\x89PNG\r\n\x1a\n" + bytes(200)],
+    ids=["empty", "text", "png-header"],
+)
+def test_unusable_files_are_400s_naming_file(api, content):
+    clip = Clip("audio.mp3", content, "", 0)
+    assert_error(post(api, clip), 400, "file")
+    record = UsageRecord.objects.get()
+    assert (record.status_code, record.cost) == (400, 0)
+
+
+def test_unsupported_container_is_refused(api):
+    aiff = encode_pcm(np.zeros(16_000, np.int16), 16_000, "aiff", "pcm_s16be", 16_000)
+    error = assert_error(post(api, Clip("audio.aiff", aiff, "", 1)), 400, "file")
+    assert "Unsupported file format" in error["message"]
+
+
+def test_file_over_the_upload_limit_is_413(api, settings):
+    clip = Clip("big.wav", bytes(settings.AROUTER_MAX_UPLOAD_BYTES + 1), "", 0)
+    response = post(api, clip)
+    assert response.status_code == 413
+    error = response.json()["error"]
+    assert (error["type"], error["param"]) == ("invalid_request_error", "file")
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"response_format": "mp3"}, "response_format"),
+        ({"temperature": "1.5"}, "temperature"),
+        ({"temperature": "-0.1"}, "temperature"),
+        ({"temperature": "hot"}, "temperature"),
+        ({"timestamp_granularities[]": "word"}, "timestamp_granularities[]"),
+        (
+            {"response_format": "verbose_json", "timestamp_granularities[]": "sentence"},
+            "timestamp_granularities[]",
+        ),
+        ({"stream": "maybe"}, "stream"),
+        ({"language": "klingon"}, "language"),
+    ],
+)
+def test_bad_parameters_name_the_param(api, english_wav, fields, param):
+    assert_error(post(api, english_wav, **fields), 400, param)
+
+
+def test_unknown_model_is_404_and_a_speech_model_is_400(api, english_wav):
+    assert_error(post(api, english_wav, model="nobody/whisper"), 404, "model", "model_not_found")
+    assert_error(post(api, english_wav, model="openai/tts-1"), 400, "model")
+
+
+def test_english_only_model_refuses_other_languages(api, english_wav):
+    error = assert_error(post(api, english_wav, model=TINY, language="de"), 400, "language")
+    assert "English-only" in error["message"]
+
+
+def test_missing_key_is_401(client, english_wav):
+    response = client.post(URL, data={"model": BASE, "file": upload(english_wav)})
+    assert response.status_code == 401
+
+
+# --- the spec's examples ------------------------------------------------------------------
+
+
+def test_spec_python_snippet_text_format(openai_client, english_clips, tmp_path):
+    path = tmp_path / "audio.mp3"
+    path.write_bytes(english_clips["mp3"].content)
+    with open(path, "rb") as audio_file:
+        transcription = openai_client.audio.transcriptions.create(
+            model="openai/whisper-large-v3",
+            file=audio_file,
+            response_format="text",
+        )
+    # With response_format="text" the SDK returns a str (as against OpenAI itself), so the
+    # spec's `transcription.text` would raise there too; print the string instead.
+    print(transcription)
+    assert isinstance(transcription, str)
+    assert wer(english_clips["mp3"].text, transcription) <= MAX_WER
+
+
+def test_spec_python_snippet_word_timestamps(openai_client, english_clips, capsys):
+    with io.BytesIO(english_clips["mp3"].content) as audio_file:
+        audio_file.name = "audio.mp3"
+        transcription = openai_client.audio.transcriptions.create(
+            model="openai/whisper-large-v3",
+            file=audio_file,
+            response_format="verbose_json",
+            timestamp_granularities=["word"],
+        )
+    for word in transcription.words:
+        print(f"{word.start:.2f}s - {word.end:.2f}s: {word.word}")
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(transcription.words) >= 15
+    assert re.fullmatch(r"\d+\.\d\ds - \d+\.\d\ds: \S+", lines[0])
+    assert transcription.usage.type == "duration"
+
+
+def test_sdk_json_and_stream(openai_client, english_wav):
+    clip = ("speech.wav", english_wav.content)
+    transcription = openai_client.audio.transcriptions.create(model=BASE, file=clip)
+    assert wer(english_wav.text, transcription.text) <= MAX_WER
+    assert transcription.usage.seconds == math.ceil(english_wav.seconds)
+    events = list(openai_client.audio.transcriptions.create(model=BASE, file=clip, stream=True))
+    assert events[-1].type == "transcript.text.done"
+    assert events[-1].text == transcription.text
+    assert all(e.type == "transcript.text.delta" for e in events[:-1])
+
+
+def test_sdk_raises_bad_request_with_param(openai_client):
+    with pytest.raises(openai.BadRequestError) as caught:
+        openai_client.audio.transcriptions.create(model=BASE, file=("a.mp3", b""))
+    assert caught.value.param == "file"
+    with pytest.raises(openai.NotFoundError):
+        openai_client.audio.transcriptions.create(model="nobody/x", file=("a.mp3", b"x"))
+
+
+def test_spec_curl_lines_as_http(arouter_server, live_key, english_clips):
+    """curl -F file="@audio.mp3" -F model="openai/whisper-large-v3" [-F response_format=text]"""
+    headers = {"Authorization": f"Bearer {live_key.raw}"}
+    files = {"file": ("audio.mp3", english_clips["mp3"].content, "audio/mpeg")}
+    url = f"{arouter_server.url}/v1/audio/transcriptions"
+    with httpx.Client(timeout=120) as client:
+        plain = client.post(url, headers=headers, files=files, data={"model": BASE})
+        text = client.post(
+            url, headers=headers, files=files, data={"model": BASE, "response_format": "text"}
+        )
+    assert plain.status_code == 200
+    assert wer(english_clips["mp3"].text, plain.json()["text"]) <= MAX_WER
+    assert text.status_code == 200
+    assert text.headers["content-type"].startswith("text/plain")
+    assert text.text.strip() == plain.json()["text"]
