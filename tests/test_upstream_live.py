@@ -9,6 +9,7 @@ import pytest
 from django.conf import settings
 
 from tests.peer_arouter import PeerARouter
+from tests.speech_fixtures import *  # noqa: F403
 from tests.upstream_helpers import catalog_from, model_table, upstream_table
 from usage.models import UsageRecord
 
@@ -45,6 +46,9 @@ def via_peer(peer, tmp_path, monkeypatch):
                         price={"per_million_characters": 15})  # fmt: skip
     text += model_table("peer/whisper", "transcription", "peer", "local/whisper-tiny.en",
                         price={"per_audio_minute": 0.006})  # fmt: skip
+    text += upstream_table("peer-small", peer.url, PEER_KEY_ENV, max_upload_mb=0.5)
+    text += model_table("peer/whisper-small-limit", "transcription", "peer-small",
+                        "local/whisper-tiny.en", price={"per_audio_minute": 0.006})  # fmt: skip
     text += model_table("peer/missing", "chat", "peer", "nobody/nothing")
     text += model_table("deadpeer/tts", "speech", "deadpeer", "local/piper",
                         price={"per_million_characters": 15},
@@ -134,3 +138,109 @@ def test_upstream_refusal_keeps_its_status_and_message(openai_client, via_peer):
     assert str(via_peer.port) not in caught.value.message
     record = UsageRecord.objects.get(model="peer/missing")
     assert (record.status_code, record.cost) == (404, 0)
+
+
+# --- speech to text through the peer ------------------------------------------------------
+
+
+def _say(english_pcm, repeats: int, rate_factor: int = 1, channels: int = 1) -> bytes:
+    """The test sentence `repeats` times with 1 s pauses, as a 16-bit WAV."""
+    import io
+    import wave
+
+    import numpy as np
+
+    pause = np.zeros(24_000, dtype=np.int16)
+    pcm = np.concatenate([np.concatenate([english_pcm, pause])] * repeats)
+    pcm = np.repeat(pcm, rate_factor * channels)  # upsampled by repetition, then interleaved
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(channels)
+        out.setsampwidth(2)
+        out.setframerate(24_000 * rate_factor)
+        out.writeframes(pcm.astype("<i2").tobytes())
+    return buffer.getvalue()
+
+
+def test_transcription_through_the_peer(openai_client, via_peer, english_wav):
+    transcript = openai_client.audio.transcriptions.create(
+        model="peer/whisper",
+        file=(english_wav.name, english_wav.content),
+        response_format="verbose_json",
+        timestamp_granularities=["word", "segment"],
+    )
+    assert "quick brown fox" in transcript.text.lower()
+    assert transcript.duration == pytest.approx(english_wav.seconds, abs=0.1)
+    assert transcript.words
+    assert transcript.segments
+    record = UsageRecord.objects.get(model="peer/whisper")
+    assert record.provider == "upstream:peer"
+    assert english_wav.seconds - 0.1 <= record.audio_seconds_in < english_wav.seconds + 1
+    assert record.cost > 0
+
+
+def test_audio_over_the_upstream_limit_is_split_at_pauses(
+    openai_client, via_peer, english_pcm, settings
+):
+    # A 0.5 MB limit: about 16 s of 16 kHz WAV per piece; 6 sentences with pauses ~ 51 s.
+    repeats = 6
+    audio = _say(english_pcm, repeats)
+    seconds = (len(audio) - 44) / 48_000
+    transcript = openai_client.audio.transcriptions.create(
+        model="peer/whisper-small-limit",
+        file=("long.wav", audio),
+        response_format="verbose_json",
+        timestamp_granularities=["word", "segment"],
+    )
+    text = transcript.text.lower()
+    assert text.count("fox") >= repeats - 1
+    assert text.count("morning") >= repeats - 2  # tiny.en may drop a clause at an edge
+    assert transcript.duration == pytest.approx(seconds, abs=0.05)
+    starts = [s.start for s in transcript.segments]
+    assert starts == sorted(starts)
+    assert transcript.segments[-1].end <= seconds + 0.05
+    assert transcript.segments[-1].end > seconds - 3
+    words = [w.start for w in transcript.words]
+    assert words == sorted(words)
+    record = UsageRecord.objects.get(model="peer/whisper-small-limit")
+    assert seconds <= record.audio_seconds_in < seconds + 1  # billed by the started second
+
+
+def _float_wav(pcm, rate: int, channels: int) -> bytes:
+    """32-bit float WAV (format tag 3): big files from little speech."""
+    import struct
+
+    import numpy as np
+
+    data = np.repeat(pcm.astype("<f4") / 32768, channels).tobytes()
+    fmt = struct.pack("<HHIIHH", 3, channels, rate, rate * channels * 4, channels * 4, 32)
+    riff = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+    riff += b"data" + struct.pack("<I", len(data)) + data
+    return b"RIFF" + struct.pack("<I", len(riff)) + riff
+
+
+def test_a_40_mb_file_against_a_25_mb_upstream(openai_client, via_peer, english_pcm, settings):
+    import numpy as np
+
+    settings.AROUTER_MAX_UPLOAD_BYTES = 64 * 1024 * 1024  # our own limit may be larger
+    # 96 kHz stereo float32 is 768 KB/s: 40 MB is under a minute of speech to transcribe.
+    pause = np.zeros(24_000, dtype=np.int16)
+    once = np.repeat(np.concatenate([english_pcm, pause]), 4)  # 24 kHz -> 96 kHz
+    repeats = -(-41_000_000 // (len(once) * 2 * 4))
+    audio = _float_wav(np.concatenate([once] * repeats), 96_000, 2)
+    assert len(audio) > 40_000_000
+    seconds = len(once) * repeats / 96_000
+    transcript = openai_client.audio.transcriptions.create(
+        model="peer/whisper",
+        file=("long.wav", audio),
+        response_format="verbose_json",
+        timestamp_granularities=["segment"],
+    )
+    assert transcript.text.lower().count("fox") >= repeats - 1
+    assert transcript.duration == pytest.approx(seconds, abs=0.05)
+    starts = [s.start for s in transcript.segments]
+    assert starts == sorted(starts)
+    assert transcript.segments[-1].end <= seconds + 0.05
+    record = UsageRecord.objects.get(model="peer/whisper")
+    assert seconds <= record.audio_seconds_in < seconds + 1
+    assert record.status_code == 200

@@ -39,8 +39,9 @@ class UpstreamOptions:
     """The tunables of an `[upstreams.NAME]` table, with defaults that suit OpenAI."""
 
     connect_timeout: float = 5.0
-    read_timeout: float = 60.0  # longest silence between two received chunks
-    request_timeout: float = 300.0  # whole request, retries included, until headers arrive
+    # Longest wait for the next received bytes; a long transcription is silent until done.
+    read_timeout: float = 300.0
+    request_timeout: float = 600.0  # whole request, retries included, until headers arrive
     max_retries: int = 2
     backoff_base: float = 0.25
     backoff_max: float = 8.0
