@@ -10,6 +10,7 @@ django_application = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from gateway.providers.preload import start_preload  # noqa: E402
 from playground.routing import websocket_urlpatterns  # noqa: E402
 from playground.websocket_auth import WebsocketAuthMiddleware  # noqa: E402
 
@@ -22,3 +23,6 @@ application = ProtocolTypeRouter(
         "websocket": WebsocketAuthMiddleware(URLRouter(websocket_urlpatterns)),
     }
 )
+
+# AROUTER_PRELOAD: start loading the named models now, in the background.
+start_preload()

@@ -179,3 +179,23 @@ async def test_concurrent_requests_share_the_loaded_model(base, english_wav, set
     assert len({r.text for r in results}) == 1
     assert base.loads == 1
     assert base._executor._max_workers == settings.AROUTER_ENGINE_CONCURRENCY
+
+
+def test_preload_loads_the_named_models_in_the_background(settings):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from gateway.providers import forget_providers
+    from gateway.providers.preload import start_preload
+
+    forget_providers()  # a fresh instance, so loading is observable
+    settings.AROUTER_PRELOAD = ["local/whisper-tiny.en"]
+    thread = start_preload()
+    thread.join(timeout=120)
+    provider = provider_for(catalog().get("local/whisper-tiny.en"))
+    assert provider.loaded
+    assert provider.loads == 1
+    settings.AROUTER_PRELOAD = ["nobody/nothing"]
+    with pytest.raises(ImproperlyConfigured):
+        start_preload()
+    settings.AROUTER_PRELOAD = []
+    assert start_preload() is None
