@@ -46,6 +46,8 @@ def via_peer(peer, tmp_path, monkeypatch):
                         price={"per_million_characters": 15})  # fmt: skip
     text += model_table("peer/whisper", "transcription", "peer", "local/whisper-tiny.en",
                         price={"per_audio_minute": 0.006})  # fmt: skip
+    text += model_table("peer/whisper-base", "transcription", "peer", "local/whisper-base",
+                        price={"per_audio_minute": 0.006})  # fmt: skip
     text += upstream_table("peer-small", peer.url, PEER_KEY_ENV, max_upload_mb=0.5)
     text += model_table("peer/whisper-small-limit", "transcription", "peer-small",
                         "local/whisper-tiny.en", price={"per_audio_minute": 0.006})  # fmt: skip
@@ -177,6 +179,28 @@ def test_transcription_through_the_peer(openai_client, via_peer, english_wav):
     assert record.provider == "upstream:peer"
     assert english_wav.seconds - 0.1 <= record.audio_seconds_in < english_wav.seconds + 1
     assert record.cost > 0
+
+
+def test_streamed_transcription_through_the_peer(openai_client, via_peer, english_wav):
+    stream = openai_client.audio.transcriptions.create(
+        model="peer/whisper", file=(english_wav.name, english_wav.content), stream=True
+    )
+    events = list(stream)
+    assert [e.type for e in events[:-1]] == ["transcript.text.delta"] * (len(events) - 1)
+    assert events[-1].type == "transcript.text.done"
+    assert "quick brown fox" in events[-1].text.lower()
+    assert "".join(e.delta for e in events[:-1]).strip() == events[-1].text.strip()
+    assert UsageRecord.objects.get(model="peer/whisper").cost > 0
+
+
+def test_translation_through_the_peer(openai_client, via_peer, english_wav):
+    translation = openai_client.audio.translations.create(
+        model="peer/whisper-base", file=(english_wav.name, english_wav.content)
+    )
+    assert "fox" in translation.text.lower()
+    record = UsageRecord.objects.get(model="peer/whisper-base")
+    assert record.endpoint == "/v1/audio/translations"
+    assert record.provider == "upstream:peer"
 
 
 def test_audio_over_the_upstream_limit_is_split_at_pauses(
