@@ -290,3 +290,65 @@ def test_spec_js_snippet_under_node(arouter_server, live_key, tmp_path, prompts)
     assert usage["prompt_tokens_details"]["audio_tokens"] > 0
     (job,) = prompts
     assert word_error_rate(QUESTION, job.messages[-1].text) <= MAX_WER
+
+
+# --- the cascade's text model on an upstream ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def peer(tmp_path_factory):
+    from tests.peer_arouter import PeerARouter
+
+    server = PeerARouter(tmp_path_factory.mktemp("peer-arouter")).start()
+    yield server
+    server.stop()
+
+
+def test_cascade_with_an_upstream_text_model(openai_client, peer, tmp_path, monkeypatch, prompts):
+    """Whisper and Piper here; the words come from another OpenAI-compatible server."""
+    from django.conf import settings
+
+    from tests.upstream_helpers import catalog_from, model_table, upstream_table
+
+    monkeypatch.setenv("ARCHAT_PEER_KEY", peer.key)
+    text = settings.AROUTER_CATALOG.read_text() + "\n"
+    text += upstream_table("peer", peer.url, "ARCHAT_PEER_KEY")
+    text += model_table("peer/chat", "chat", "peer", "local/gemma-3-270m")
+    text += (
+        '[models."peer/audio-chat"]\nkind = "chat"\nprovider = "cascade"\n'
+        'target = "peer/chat"\ninput_modalities = ["text", "audio"]\n'
+        'output_modalities = ["text", "audio"]\n'
+        "price = { per_million_audio_input_tokens = 40, per_million_audio_output_tokens = 80 }\n"
+        'options = { transcriber = "local/whisper-base", synthesizer = "local/piper", '
+        "audio_tokens_per_second = 10 }\n"
+    )
+    with catalog_from(tmp_path / "catalog.toml", text):
+        response = openai_client.chat.completions.create(
+            model="peer/audio-chat",
+            modalities=["text", "audio"],
+            audio={"voice": "nova", "format": "wav"},
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "input_audio",
+                            "input_audio": {
+                                "data": base64.b64encode(wav_bytes(speak(QUESTION))).decode(),
+                                "format": "wav",
+                            },
+                        }
+                    ],
+                }
+            ],
+            max_completion_tokens=16,
+        )
+    (job,) = prompts
+    assert word_error_rate(QUESTION, job.messages[-1].text) <= MAX_WER
+    audio = response.choices[0].message.audio
+    assert audio.transcript.strip()
+    assert base64.b64decode(audio.data)[:4] == b"RIFF"
+    assert response.usage.prompt_tokens_details.audio_tokens > 0
+    assert response.usage.completion_tokens_details.audio_tokens > 0
+    record = UsageRecord.objects.get(model="peer/audio-chat")
+    assert record.cost > 0
