@@ -96,3 +96,15 @@ def test_plan_then_stitch_gives_monotonic_times(limit):
     ends = [s.end for s in whole.segments]
     assert ends == sorted(ends)
     assert ends[-1] == pytest.approx(30.0, abs=1e-3)
+
+
+def test_stitch_keeps_times_inside_each_piece():
+    # Whisper may date a last word past the end of its audio.
+    overshoot = Transcript(
+        "end", "english", 5.0,
+        [Segment(0, 0, 4.0, 5.6, " end", [1], 0.0, -0.2, 1.1, 0.01, [Word("end", 4.2, 5.6)])],
+        [Word("end", 4.2, 5.6)],
+    )  # fmt: skip
+    whole = stitch([(0.0, overshoot), (5.0, overshoot)], 10.0)
+    assert [(s.start, s.end) for s in whole.segments] == [(4.0, 5.0), (9.0, 10.0)]
+    assert [(w.start, w.end) for w in whole.words] == [(4.2, 5.0), (9.2, 10.0)]

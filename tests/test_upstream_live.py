@@ -3,6 +3,7 @@ upstream, over real loopback sockets; plus a dead upstream that falls back to a 
 """
 
 import socket
+import time
 
 import openai
 import pytest
@@ -22,6 +23,18 @@ def peer(tmp_path_factory):
     server = PeerARouter(tmp_path_factory.mktemp("peer-arouter")).start()
     yield server
     server.stop()
+
+
+def record_of(model: str) -> UsageRecord:
+    """The model's usage row; a stream is billed as it ends, just after its last byte."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            return UsageRecord.objects.get(model=model)
+        except UsageRecord.DoesNotExist:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _closed_port() -> int:
@@ -92,7 +105,7 @@ def test_streamed_chat_through_the_peer(openai_client, via_peer):
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text
     assert chunks[-1].usage.completion_tokens > 0
-    assert UsageRecord.objects.get(model="peer/chat").provider == "upstream:peer"
+    assert record_of("peer/chat").provider == "upstream:peer"
 
 
 def test_streamed_speech_through_the_peer_is_billed(openai_client, via_peer):
@@ -104,7 +117,7 @@ def test_streamed_speech_through_the_peer_is_billed(openai_client, via_peer):
         pieces = list(response.iter_bytes())
     audio = b"".join(pieces)
     assert len(audio) > 24_000  # more than half a second of 24 kHz 16-bit speech
-    record = UsageRecord.objects.get(model="peer/tts")
+    record = record_of("peer/tts")
     assert record.provider == "upstream:peer"
     assert record.characters == len(text)
     assert record.cost > 0
@@ -124,7 +137,7 @@ def test_dead_upstream_falls_back_to_the_local_engine(openai_client, via_peer):
         model="deadpeer/tts", voice="alloy", input="Fallback works.", response_format="wav"
     ).read()
     assert audio[:4] == b"RIFF"
-    record = UsageRecord.objects.get(model="deadpeer/tts")
+    record = record_of("deadpeer/tts")
     assert record.provider == "piper"
     assert record.attempts == 3  # two connect errors (max_retries = 1), then piper
     assert record.status_code == 200
@@ -190,7 +203,7 @@ def test_streamed_transcription_through_the_peer(openai_client, via_peer, englis
     assert events[-1].type == "transcript.text.done"
     assert "quick brown fox" in events[-1].text.lower()
     assert "".join(e.delta for e in events[:-1]).strip() == events[-1].text.strip()
-    assert UsageRecord.objects.get(model="peer/whisper").cost > 0
+    assert record_of("peer/whisper").cost > 0
 
 
 def test_translation_through_the_peer(openai_client, via_peer, english_wav):

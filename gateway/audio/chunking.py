@@ -47,30 +47,43 @@ def _quietest(samples: np.ndarray, begin: int, end: int, frame: int) -> int:
     return begin + quietest * frame + frame // 2
 
 
-def _shift_words(words: list[Word] | None, offset: float) -> list[Word]:
-    return [Word(w.word, round(w.start + offset, 3), round(w.end + offset, 3)) for w in words or []]
+def _shift(time: float, offset: float, length: float) -> float:
+    # Whisper sometimes dates the last words past the end of its audio; keep every time
+    # inside its piece so the stitched timeline stays monotonic and within the file.
+    return round(offset + min(max(time, 0.0), length), 3)
+
+
+def _shift_words(words: list[Word] | None, offset: float, length: float) -> list[Word]:
+    return [
+        Word(w.word, _shift(w.start, offset, length), _shift(w.end, offset, length))
+        for w in words or []
+    ]
 
 
 def stitch(pieces: list[tuple[float, Transcript]], duration: float) -> Transcript:
-    """One transcript from (start offset in seconds, transcript of that piece) pairs."""
+    """One transcript from (start offset in seconds, transcript of that piece) pairs.
+
+    Each piece's `duration` is its length: its times are kept within it.
+    """
     segments: list[Segment] = []
     words: list[Word] = []
     any_words = False
     for offset, part in pieces:
+        length = part.duration
         for segment in part.segments:
             segments.append(
                 replace(
                     segment,
                     id=len(segments),
                     seek=segment.seek + round(offset * SEEK_PER_SECOND),
-                    start=round(segment.start + offset, 3),
-                    end=round(segment.end + offset, 3),
-                    words=_shift_words(segment.words, offset),
+                    start=_shift(segment.start, offset, length),
+                    end=_shift(segment.end, offset, length),
+                    words=_shift_words(segment.words, offset, length),
                 )
             )
         if part.words is not None:
             any_words = True
-            words.extend(_shift_words(part.words, offset))
+            words.extend(_shift_words(part.words, offset, length))
     text = " ".join(part.text.strip() for _, part in pieces if part.text.strip())
     language = next((part.language for _, part in pieces if part.language), "")
     return Transcript(

@@ -131,9 +131,6 @@ class UpstreamProvider:
                 return start / transcode.RATE, await self._transcribe_file(job, part)
 
         pieces = await asyncio.gather(*(piece(start, end) for start, end in cuts))
-        if len(pieces) == 1:
-            _, only = pieces[0]
-            return Transcript(only.text, only.language, duration, only.segments, only.words)
         return chunking.stitch(list(pieces), duration)
 
     async def _transcribe_file(self, job: TranscriptionJob, upload: AudioUpload) -> Transcript:
