@@ -34,6 +34,14 @@ def test_short_replies_and_line_breaks():
     assert splitter.flush() == ["Two"]
 
 
+def test_text_without_sentence_ends_is_cut_at_clauses_before_it_grows_long():
+    text = ", ".join(str(n) for n in range(1, 200)) + ","
+    pieces = cut(text)
+    assert len(pieces) > 3
+    assert all(len(piece) <= SentenceSplitter.MAX_PIECE_CHARS for piece in pieces)
+    assert "".join(pieces).split() == text.split()
+
+
 @pytest.mark.parametrize(
     ("seconds", "rate", "tokens"),
     [(0, 10, 0), (0.01, 10, 1), (1.0, 10, 10), (1.05, 10, 11), (2.5, 4, 10)],

@@ -352,3 +352,46 @@ def test_cascade_with_an_upstream_text_model(openai_client, peer, tmp_path, monk
     assert response.usage.completion_tokens_details.audio_tokens > 0
     record = UsageRecord.objects.get(model="peer/audio-chat")
     assert record.cost > 0
+
+
+def test_client_leaving_mid_stream_is_billed_once_for_what_was_made(arouter_server, live_key):
+    import time
+
+    import httpx
+
+    body = {
+        "model": MODEL,
+        "modalities": ["text", "audio"],
+        "audio": {"voice": "alloy", "format": "pcm16"},
+        "stream": True,
+        "max_completion_tokens": 200,
+        "temperature": 0,
+        # The base model keeps counting at temperature 0: a full reply would use all 200.
+        "messages": [
+            {
+                "role": "user",
+                "content": "List the numbers from 1 to 100, separated by commas: 1, 2, 3, 4, 5,",
+            }
+        ],
+    }
+    with (
+        httpx.Client(timeout=120) as client,
+        client.stream(
+            "POST",
+            f"{arouter_server.url}/v1/chat/completions",
+            json=body,
+            headers={"Authorization": f"Bearer {live_key.raw}"},
+        ) as response,
+    ):
+        for line in response.iter_lines():
+            if '"data":"' in line:  # the first audio chunk: leave now
+                break
+    deadline = time.monotonic() + 60
+    while not UsageRecord.objects.filter(api_key=live_key.api_key).exists():
+        assert time.monotonic() < deadline, "no usage record after the client left"
+        time.sleep(0.2)
+    time.sleep(1)
+    (record,) = UsageRecord.objects.filter(api_key=live_key.api_key)
+    assert record.audio_tokens_out > 0
+    assert record.text_tokens_out < 200
+    assert record.cost > 0

@@ -45,6 +45,7 @@ prompt_observers: list[Callable[[ChatJob], None]] = []
 # A sentence ends at . ! ? … (closing quotes/brackets allowed) followed by whitespace.
 _SENTENCE_END = re.compile(r"[.!?…][\"')\]]*\s+|\n+")
 _CLAUSE_END = re.compile(r"[,;:—]\s+")
+_SPACE = re.compile(r"\s+")
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class SentenceSplitter:
     """
 
     FIRST_CLAUSE_CHARS = 24
+    MAX_PIECE_CHARS = 200  # bounds the wait for audio when the text has no sentence ends
 
     def __init__(self) -> None:
         self._buffer = ""
@@ -94,12 +96,23 @@ class SentenceSplitter:
                     ),
                     None,
                 )
+            if match is None and len(self._buffer) > self.MAX_PIECE_CHARS:
+                match = self._overlong_cut()
             if match is None:
                 return sentences
             piece, self._buffer = self._buffer[: match.end()], self._buffer[match.end() :]
             if piece.strip():
                 sentences.append(piece)
                 self._started = True
+
+    def _overlong_cut(self) -> re.Match | None:
+        """Text with no sentence end for too long: cut at its last clause, else word, break."""
+        head = self._buffer[: self.MAX_PIECE_CHARS]
+        for pattern in (_CLAUSE_END, _SPACE):
+            cuts = list(pattern.finditer(head))
+            if cuts:
+                return cuts[-1]
+        return None
 
     def flush(self) -> list[str]:
         rest, self._buffer = self._buffer, ""
