@@ -15,7 +15,7 @@ Scenarios:
   truncated       an SSE stream (or audio) that ends cleanly but early, without `[DONE]`
   html            200 with an HTML page where JSON, audio or SSE belongs
   refuse          400 with an OpenAI error envelope whose message names the upstream's
-                  address and key (the gateway must scrub them)
+                  address and echoes the key it was sent (the gateway must scrub them)
 
 Every request is recorded (`requests`), with the multipart file's size and name.
 """
@@ -204,7 +204,7 @@ class FaultServer:
         if scenario == "refuse":
             message = (
                 f"Invalid value for 'temperature' (sent to http://127.0.0.1:{self.port}/refuse/v1 "
-                f"with key {self.api_key})."
+                f"with {headers.get('authorization', 'no key')})."
             )
             await self._send_json(writer, 400, _error(message, None, "temperature"))
             return True

@@ -352,3 +352,38 @@ async def test_streams_fall_back_before_their_first_byte(fault_models):
     assert len(b"".join(chunks)) == 48000
     assert log.final_provider == "upstream:ok"
     assert log.attempts[0].outcome == "connect_error"
+
+
+# --- per-team credentials -----------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_team_with_its_own_key_uses_it_and_others_use_the_catalogs(fault_models, team):
+    from asgiref.sync import sync_to_async
+
+    from credentials.models import ProviderCredential
+
+    team_key = "sk-team-own-key-9876"
+    await sync_to_async(ProviderCredential.store)(team, "ok", team_key)
+    start_attempt_log(team_id=team.pk)
+    await provider("ok/chat").complete(chat_job())
+    start_attempt_log(team_id=team.pk + 1000)
+    await provider("ok/chat").complete(chat_job())
+    sent = [seen.headers["authorization"] for seen in fault_models.seen("ok")]
+    assert sent == [f"Bearer {team_key}", f"Bearer {fault_models.api_key}"]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_teams_key_is_scrubbed_from_upstream_messages(fault_models, team):
+    from asgiref.sync import sync_to_async
+
+    from credentials.models import ProviderCredential
+
+    team_key = "sk-team-secret-5555"
+    await sync_to_async(ProviderCredential.store)(team, "refuse", team_key)
+    start_attempt_log(team_id=team.pk)
+    with pytest.raises(OpenAIError) as caught:
+        await provider("refuse/chat").complete(chat_job())
+    assert fault_models.seen("refuse")[0].headers["authorization"] == f"Bearer {team_key}"
+    assert team_key not in caught.value.message
+    assert "Invalid value for 'temperature'" in caught.value.message

@@ -25,7 +25,11 @@ class Charge:
     attempts: int = 1
     started: float = field(default_factory=time.monotonic)
     # Upstream retries and fallbacks append here; the row shows their count and the last.
-    attempt_log: AttemptLog = field(default_factory=start_attempt_log)
+    attempt_log: AttemptLog = field(init=False)
+
+    def __post_init__(self) -> None:
+        team_id = getattr(getattr(self.request, "auth", None), "team_id", None)
+        self.attempt_log = start_attempt_log(team_id=team_id)
 
     @property
     def cost(self) -> Decimal:

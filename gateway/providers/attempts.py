@@ -18,6 +18,7 @@ class Attempt:
 @dataclass
 class AttemptLog:
     attempts: list[Attempt] = field(default_factory=list)
+    team_id: int | None = None  # whose request: upstreams use the team's own key if it has one
 
     def add(self, provider: str, outcome: str) -> None:
         self.attempts.append(Attempt(provider, outcome))
@@ -36,9 +37,9 @@ _current: contextvars.ContextVar[AttemptLog | None] = contextvars.ContextVar(
 )
 
 
-def start_attempt_log() -> AttemptLog:
+def start_attempt_log(team_id: int | None = None) -> AttemptLog:
     """A fresh log for this request, current from now on in this task."""
-    log = AttemptLog()
+    log = AttemptLog(team_id=team_id)
     _current.set(log)
     return log
 

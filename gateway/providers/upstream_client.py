@@ -145,6 +145,37 @@ def retry_delay(options: UpstreamOptions, attempt: int, response: httpx.Response
     return random.uniform(ceiling / 2, ceiling)  # "equal jitter": never zero, never in step
 
 
+class TeamKeys:
+    """Teams' own keys for one upstream (credentials.ProviderCredential), cached briefly.
+
+    A team that stored a key is billed by the upstream on its own account; others use the
+    catalog's key. Cached for TEAM_KEY_TTL seconds, so a request costs no database query.
+    """
+
+    TTL = 30.0
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self._cache: dict[int, tuple[str | None, float]] = {}
+
+    async def get(self, team_id: int) -> str | None:
+        cached = self._cache.get(team_id)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
+        from credentials.models import ProviderCredential
+
+        try:
+            secret = await ProviderCredential.secret_for(team_id, self.upstream)
+        except ValueError as exc:  # stored under another AROUTER_CREDENTIALS_KEY
+            logger.warning("team %s, upstream %s: %s", team_id, self.upstream, exc)
+            secret = None
+        self._cache[team_id] = (secret, time.monotonic() + self.TTL)
+        return secret
+
+    def known(self) -> list[str]:
+        return [secret for secret, _ in self._cache.values() if secret]
+
+
 class UpstreamClient:
     def __init__(self, upstream: Upstream) -> None:
         self.upstream = upstream
@@ -152,6 +183,7 @@ class UpstreamClient:
         self.label = f"upstream:{upstream.name}"
         self.options = UpstreamOptions.from_table(upstream.options)
         self.health = Health(self.options)
+        self.team_keys = TeamKeys(upstream.name)
         # httpx clients belong to the loop that first used them; tests run several loops.
         self._clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
@@ -193,8 +225,8 @@ class UpstreamClient:
         )
 
     def scrub(self, text: str) -> str:
-        """Remove the upstream's address and key from text we might show a client."""
-        for secret in (self.upstream.api_key(), self.upstream.base_url):
+        """Remove the upstream's address and keys from text we might show a client."""
+        for secret in (self.upstream.api_key(), self.upstream.base_url, *self.team_keys.known()):
             if secret:
                 text = text.replace(secret, "[upstream]")
         return text
@@ -211,6 +243,8 @@ class UpstreamClient:
         if self.health.is_cooling():
             log.add(self.label, "cooling_down")
             raise cooling_down()
+        if log.team_id is not None and (team_key := await self.team_keys.get(log.team_id)):
+            kwargs["headers"] = {**kwargs.get("headers", {}), "authorization": f"Bearer {team_key}"}
         deadline = time.monotonic() + self.options.request_timeout
         attempt = 0
         while True:
