@@ -19,6 +19,7 @@ Each response is one usage record, also when it is cancelled or the client leave
 import asyncio
 import base64
 import binascii
+import contextlib
 import io
 import json
 import logging
@@ -464,16 +465,17 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                 if speaking
                 else "response.output_text.delta"
             )
-            async for event in turn.events():
-                if isinstance(event, str):
-                    await self.send_event(text_event, **where, content_index=0, delta=event)
-                elif isinstance(event, Spoken):
-                    await self.send_event(
-                        "response.output_audio.delta",
-                        **where,
-                        content_index=0,
-                        delta=base64.b64encode(event.pcm).decode("ascii"),
-                    )
+            async with contextlib.aclosing(turn.events()) as events:
+                async for event in events:
+                    if isinstance(event, str):
+                        await self.send_event(text_event, **where, content_index=0, delta=event)
+                    elif isinstance(event, Spoken):
+                        await self.send_event(
+                            "response.output_audio.delta",
+                            **where,
+                            content_index=0,
+                            delta=base64.b64encode(event.pcm).decode("ascii"),
+                        )
             if turn.reply is not None and turn.reply.finish_reason == "length":
                 status = "incomplete"
                 status_details = {"type": "incomplete", "reason": "max_output_tokens"}

@@ -7,6 +7,7 @@ the client leaves half way.
 """
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -58,14 +59,16 @@ class Turn:
             source = self.provider.converse(self.job, self.voice)
         else:
             source = self.provider.stream(self.job)
-        async for event in source:
-            if isinstance(event, str):
-                self.text += event
-            elif isinstance(event, Spoken):
-                self.spoken_seconds += event.seconds
-            elif isinstance(event, ChatReply):
-                self.reply = event
-            yield event
+        # Closed explicitly, so a client that leaves stops the model and the synthesizer now.
+        async with contextlib.aclosing(source):
+            async for event in source:
+                if isinstance(event, str):
+                    self.text += event
+                elif isinstance(event, Spoken):
+                    self.spoken_seconds += event.seconds
+                elif isinstance(event, ChatReply):
+                    self.reply = event
+                yield event
 
     @property
     def finish_reason(self) -> str:

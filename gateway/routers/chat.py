@@ -7,6 +7,7 @@ when streaming. Spoken replies are made sentence by sentence by the cascade prov
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import time
@@ -118,9 +119,10 @@ async def complete(
 ) -> JsonResponse:
     pcm = bytearray()
     try:
-        async for event in turn.events():
-            if isinstance(event, Spoken):
-                pcm += event.pcm
+        async with contextlib.aclosing(turn.events()) as events:
+            async for event in events:
+                if isinstance(event, Spoken):
+                    pcm += event.pcm
     except OpenAIError as exc:
         await charge.record(exc.status)
         raise
@@ -205,22 +207,23 @@ async def stream_completion(
         first = {"role": "assistant", "content": None if speaking else "", "refusal": None}
         yield chunk(first)
         sent_id = False
-        async for event in turn.events():
-            if isinstance(event, str):
-                if not speaking:
-                    yield chunk({"content": event})
-                    continue
-                audio = {"transcript": event}
-                if not sent_id:
-                    audio = {"id": audio_id, **audio}
-                    sent_id = True
-                yield chunk({"audio": audio})
-            elif isinstance(event, Spoken):
-                audio = {"data": base64.b64encode(event.pcm).decode("ascii")}
-                if not sent_id:
-                    audio = {"id": audio_id, **audio}
-                    sent_id = True
-                yield chunk({"audio": audio})
+        async with contextlib.aclosing(turn.events()) as events:
+            async for event in events:
+                if isinstance(event, str):
+                    if not speaking:
+                        yield chunk({"content": event})
+                        continue
+                    audio = {"transcript": event}
+                    if not sent_id:
+                        audio = {"id": audio_id, **audio}
+                        sent_id = True
+                    yield chunk({"audio": audio})
+                elif isinstance(event, Spoken):
+                    audio = {"data": base64.b64encode(event.pcm).decode("ascii")}
+                    if not sent_id:
+                        audio = {"id": audio_id, **audio}
+                        sent_id = True
+                    yield chunk({"audio": audio})
         if speaking:
             expires_at = replies.expiry()
             await replies.remember(audio_id, turn.text, expires_at, team_id)
