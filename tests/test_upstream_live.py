@@ -61,6 +61,14 @@ def via_peer(peer, tmp_path, monkeypatch):
                         price={"per_audio_minute": 0.006})  # fmt: skip
     text += model_table("peer/whisper-base", "transcription", "peer", "local/whisper-base",
                         price={"per_audio_minute": 0.006})  # fmt: skip
+    text += (
+        '[models."peer/audio-chat"]\nkind = "chat"\nprovider = "cascade"\n'
+        'target = "peer/chat"\ninput_modalities = ["text", "audio"]\n'
+        'output_modalities = ["text", "audio"]\n'
+        "price = { per_million_audio_input_tokens = 40, per_million_audio_output_tokens = 80 }\n"
+        'options = { transcriber = "peer/whisper", synthesizer = "peer/tts", '
+        "audio_tokens_per_second = 10 }\n\n"
+    )
     text += upstream_table("peer-small", peer.url, PEER_KEY_ENV, max_upload_mb=0.5)
     text += model_table("peer/whisper-small-limit", "transcription", "peer-small",
                         "local/whisper-tiny.en", price={"per_audio_minute": 0.006})  # fmt: skip
@@ -281,3 +289,49 @@ def test_a_40_mb_file_against_a_25_mb_upstream(openai_client, via_peer, english_
     record = UsageRecord.objects.get(model="peer/whisper")
     assert seconds <= record.audio_seconds_in < seconds + 1
     assert record.status_code == 200
+
+
+# --- audio chat with every stage upstream ---------------------------------------------------
+
+
+def test_streamed_audio_chat_with_every_stage_on_the_upstream(openai_client, via_peer, english_wav):
+    import base64
+
+    stream = openai_client.chat.completions.create(
+        model="peer/audio-chat",
+        modalities=["text", "audio"],
+        audio={"voice": "alloy", "format": "pcm16"},
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "Repeat after me."},
+                    {
+                        "type": "input_audio",
+                        "input_audio": {
+                            "data": base64.b64encode(english_wav.content).decode(),
+                            "format": "wav",
+                        },
+                    },
+                ],
+            }
+        ],
+        max_completion_tokens=12,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    pcm, transcript, usage = bytearray(), "", None
+    for chunk in stream:
+        usage = chunk.usage or usage
+        if chunk.choices and chunk.choices[0].delta.audio:
+            audio = chunk.choices[0].delta.audio
+            audio = audio if isinstance(audio, dict) else audio.model_dump()
+            pcm += base64.b64decode(audio.get("data") or "")
+            transcript += audio.get("transcript") or ""
+    assert transcript.strip()
+    assert len(pcm) > 4800  # spoken by the peer's Piper, relayed as pcm16
+    assert usage.prompt_tokens_details.audio_tokens > 0  # heard by the peer's Whisper
+    assert usage.completion_tokens_details.audio_tokens > 0
+    record = record_of("peer/audio-chat")
+    assert record.provider == "upstream:peer"
+    assert record.cost > 0
