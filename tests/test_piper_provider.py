@@ -124,6 +124,8 @@ async def test_closing_the_stream_stops_synthesis_and_meters_what_was_made(provi
     await asyncio.sleep(0.05)
 
     assert first
-    assert observed == [0]  # the second sentence was never started
+    # The second sentence may have started alongside the first one's encoding (pipelined
+    # one piece deep); the third never was.
+    assert observed in ([0], [0, 1])
     assert meter.characters == split_pieces(THREE_SENTENCES)[0].end
     assert meter.audio_seconds > 0.5

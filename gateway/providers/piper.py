@@ -20,7 +20,7 @@ import logging
 import math
 import threading
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -221,10 +221,8 @@ class PiperProvider:
         seconds = SENTENCE_PAUSE_SECONDS / speed if piece.sentence_end else 0.0
         return np.zeros(math.ceil(seconds * rate), dtype=np.float32)
 
-    def _speak_piece(
-        self, job: SpeechJob, style: VoiceStyle, encoder: StreamEncoder, pieces, index: int
-    ) -> bytes:
-        """Worker-thread step: synthesize piece `index` and encode it (the last adds the tail)."""
+    def _make_piece(self, job: SpeechJob, style: VoiceStyle, pieces, index: int, rate: int):
+        """Worker-thread step: the samples of piece `index`, with its pause after it."""
         for observer in piece_observers:
             try:
                 observer(job, index, len(pieces))
@@ -233,45 +231,62 @@ class PiperProvider:
         piece = pieces[index]
         samples = self.synthesize_piece(style, piece.text, job.speed)
         if index < len(pieces) - 1:
-            samples = np.concatenate([samples, self._pause(piece, encoder.input_rate, job.speed)])
+            samples = np.concatenate([samples, self._pause(piece, rate, job.speed)])
+        return samples
+
+    @staticmethod
+    def _encode_piece(encoder: StreamEncoder, samples: np.ndarray, last: bool) -> bytes:
+        """Worker-thread step: encode one piece (the last one also flushes the encoder)."""
         data = encoder.encode(samples)
-        if index == len(pieces) - 1:
-            data += encoder.finish()
-        return data
+        return data + encoder.finish() if last else data
 
     async def synthesize(self, job: SpeechJob, meter: SpeechMeter) -> AsyncIterator[bytes]:
         """Encoded audio in job.response_format, one piece per sentence, as each is ready.
 
-        The meter counts the characters spoken so far and the seconds of audio made, so a
-        client that leaves early is billed for what was synthesized.
+        Pipelined one piece deep: while piece i is encoded (and sent), piece i+1 is already
+        being synthesized on another worker, so encoding costs next to no extra time. No
+        piece beyond that is started until the consumer asks for more, so a client that
+        leaves stops the work. The meter counts the characters and seconds of the pieces
+        delivered, which is what a client that leaves early is billed for.
         """
         style = self.style(job.voice)
         loop = asyncio.get_running_loop()
         _, rate, _ = await loop.run_in_executor(self._executor, self._source_rate, style)
         pieces = split_pieces(job.input)
         encoder = StreamEncoder(job.response_format, rate)
-        running = None  # the piece being synthesized on a worker thread, if any
+        making: Future | None = None  # synthesis of the next piece, on a worker thread
+        encoding: Future | None = None  # encoding of the current piece, on a worker thread
         try:
             if not pieces:  # only whitespace: a valid, silent clip
                 data = await loop.run_in_executor(self._executor, encoder.finish)
                 if data:
                     yield data
                 return
+            making = self._executor.submit(self._make_piece, job, style, pieces, 0, rate)
             for index, piece in enumerate(pieces):
-                running = self._executor.submit(
-                    self._speak_piece, job, style, encoder, pieces, index
-                )
-                data = await asyncio.wrap_future(running, loop=loop)
-                running = None
-                meter.characters = len(job.input) if index == len(pieces) - 1 else piece.end
+                samples = await asyncio.wrap_future(making, loop=loop)
+                making = None
+                last = index == len(pieces) - 1
+                # Encoding first: with a single worker (or a busy pool) this piece's bytes
+                # must not wait behind the next piece's synthesis.
+                encoding = self._executor.submit(self._encode_piece, encoder, samples, last)
+                if not last:
+                    making = self._executor.submit(
+                        self._make_piece, job, style, pieces, index + 1, rate
+                    )
+                data = await asyncio.wrap_future(encoding, loop=loop)
+                encoding = None
+                meter.characters = len(job.input) if last else piece.end
                 meter.audio_seconds = encoder.seconds_out
                 if data:
                     yield data
         finally:
-            if running is not None and not running.cancel() and not running.done():
+            if making is not None:
+                making.cancel()  # not started yet: never will be; running: result dropped
+            if encoding is not None and not encoding.cancel() and not encoding.done():
                 # Cancelled while a worker thread still uses the encoder: release it only
-                # once that piece is done (no further piece is started). The thread's own
-                # future, not the awaited wrapper, says when the worker is really done.
-                running.add_done_callback(lambda _: encoder.close())
+                # once that step is done. The thread's own future, not the awaited wrapper
+                # (which reports cancelled at once), says when the worker is really done.
+                encoding.add_done_callback(lambda _: encoder.close())
             else:
                 encoder.close()
