@@ -13,7 +13,7 @@ from dataclasses import dataclass
 _SENTENCE_END = re.compile(r"(?<=[.!?…])[\"')\]]*\s+|\n\s*")
 _CLAUSE_END = re.compile(r"(?<=[,;:—–])\s+")
 
-FIRST_PIECE_CHARS = 80  # longer openings are cut at a clause (or word) boundary
+FIRST_PIECE_CHARS = 60  # longer openings are cut at a clause (or word) boundary
 MAX_PIECE_CHARS = 300  # no piece longer than this: bounds the wait between sends
 
 
