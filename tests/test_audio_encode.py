@@ -158,3 +158,14 @@ def test_content_types_are_openais():
 def test_unknown_format_is_refused():
     with pytest.raises(ValueError, match="unknown speech format"):
         StreamEncoder("ogg", SOURCE_RATE)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("response_format", [f for f in FORMATS if f != "pcm"])
+def test_a_clip_with_nothing_in_it_is_still_a_valid_file(response_format):
+    """Blank or punctuation-only input: 0.1 s of silence, not an empty body."""
+    encoder = StreamEncoder(response_format, SOURCE_RATE)
+    data = encoder.encode(np.zeros(0, dtype=np.float32)) + encoder.finish()
+    _, _, _, channels, seconds, samples = decode(data)
+    assert channels == 1
+    assert 0.09 <= seconds <= 0.1 + CODEC_SLACK_SECONDS[response_format] + 0.01
+    assert np.abs(samples).max() < 0.01 * (32768 if samples.dtype.kind == "i" else 1)

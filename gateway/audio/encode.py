@@ -183,8 +183,13 @@ class StreamEncoder:
         """Flush resampler, codec and muxer; the last bytes of the clip."""
         if self._finished:
             return b""
+        head = b""
+        if self.samples_out == 0:
+            # Nothing to say (blank or punctuation-only input): still a valid file, with
+            # 0.1 s of silence, rather than an empty body no decoder accepts.
+            head = self.encode(np.zeros(self.input_rate // 10, dtype=np.float32))
         self._finished = True
-        tail = self._encode_frames(self._frames(None))
+        tail = head + self._encode_frames(self._frames(None))
         if self._stream is None:
             return tail
         self._container.mux(self._stream.encode(None))
