@@ -70,7 +70,9 @@ def test_unknown_voice_is_a_400_on_voice(provider):
 
 
 def test_voice_loads_once(provider):
+    provider.preload()
     assert provider.load("en_US-joe-medium") is provider.load("en_US-joe-medium")
+    assert "en_US-joe-medium" in provider._loaded
 
 
 def test_pcm_is_int16_at_24khz_and_speed_shortens_it(provider):

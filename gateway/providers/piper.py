@@ -167,6 +167,10 @@ class PiperProvider:
                 logger.info("Loaded Piper voice %s from %s", voice, model)
         return loaded
 
+    def preload(self) -> None:
+        """AROUTER_PRELOAD: load the default voice now rather than on the first request."""
+        self.load(self.default_voice)
+
     # --- synthesis ----------------------------------------------------------------------
 
     def _source_rate(self, style: VoiceStyle) -> tuple[object, int, float]:
