@@ -45,6 +45,7 @@ PORTKEY = (
 BOUNDARY = "----arouterbench7MA4YWxkTrZu0gW"
 SPEECH_BYTES = 8192
 STREAM_CHUNKS, STREAM_GAP = 10, 0.1
+ARGS = argparse.Namespace(arouter_database_url="")
 
 
 # --- the stub upstream ----------------------------------------------------------------------
@@ -201,6 +202,8 @@ def start_arouter(stub_port: int, work: Path, procs: list) -> Target:
            "BENCH_STUB_KEY": "sk-stub", "LOG_LEVEL": "WARNING"}  # fmt: skip
     for name in ("DATABASE_URL", "REDIS_URL"):
         env.pop(name, None)
+    if ARGS.arouter_database_url:
+        env["DATABASE_URL"] = ARGS.arouter_database_url
     manage = [sys.executable, "manage.py"]
     subprocess.run([*manage, "migrate", "--noinput"], cwd=BASE_DIR, env=env, check=True,
                    capture_output=True)  # fmt: skip
@@ -393,7 +396,11 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000, help="ab requests per figure")
     parser.add_argument("--latency-samples", type=int, default=300)
     parser.add_argument("--only", nargs="*", default=["arouter", "litellm", "portkey"])
+    parser.add_argument(
+        "--arouter-database-url", default="", help="e.g. postgres://…; default: SQLite"
+    )
     args = parser.parse_args()
+    ARGS.arouter_database_url = args.arouter_database_url
     if not shutil.which("ab"):
         sys.exit("ab not found: apt-get install apache2-utils")
 
