@@ -374,6 +374,36 @@ def test_spec_js_snippet_under_node(arouter_server, live_key, english_clips, tmp
     assert wer(english_clips["mp3"].text, run.stdout) <= MAX_WER, run.stdout
 
 
+def test_chunked_multipart_without_content_length(arouter_server, live_key, english_wav):
+    # How the JS SDK sends uploads: Transfer-Encoding: chunked, no Content-Length.
+    boundary = "chunkedboundary42"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="model"\r\n\r\n{TINY}\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + english_wav.content
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+
+    def chunks():
+        for start in range(0, len(body), 65536):
+            yield body[start : start + 65536]
+
+    response = httpx.post(
+        f"{arouter_server.url}/v1/audio/transcriptions",
+        headers={
+            "Authorization": f"Bearer {live_key.raw}",
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+        },
+        content=chunks(),
+        timeout=120,
+    )
+    assert response.status_code == 200, response.text
+    assert wer(english_wav.text, response.json()["text"]) <= MAX_WER
+
+
 def test_sdk_json_and_stream(openai_client, english_wav):
     clip = ("speech.wav", english_wav.content)
     transcription = openai_client.audio.transcriptions.create(model=BASE, file=clip)

@@ -163,6 +163,28 @@ def _stream(request: HttpRequest) -> bool:
     )
 
 
+def _measure_chunked_body(request: HttpRequest) -> None:
+    """Give a chunked upload the Content-Length Django's multipart parser needs.
+
+    The JS SDK streams multipart bodies with `Transfer-Encoding: chunked` and no length;
+    Django would then parse them as empty. The ASGI handler has the whole body already, so
+    read it and record its size (past the upload limit it is a 413 without parsing).
+    """
+    if int(request.META.get("CONTENT_LENGTH") or 0) > 0:
+        return
+    size = len(request.body)
+    request.META["CONTENT_LENGTH"] = str(size)
+    # The file plus the multipart framing and the other fields: a generous allowance.
+    if size > settings.AROUTER_MAX_UPLOAD_BYTES + 1024 * 1024:
+        raise OpenAIError(
+            f"Maximum content size limit ({settings.AROUTER_MAX_UPLOAD_BYTES} bytes) exceeded "
+            f"({size} bytes read).",
+            status=413,
+            param="file",
+            code="request_too_large",
+        )
+
+
 def parse_form(request: HttpRequest, task: Literal["transcribe", "translate"]) -> SpeechToTextForm:
     """The request's form, checked in the order a client most needs to hear about."""
     content_type = request.content_type or ""
@@ -172,6 +194,7 @@ def parse_form(request: HttpRequest, task: Literal["transcribe", "translate"]) -
             f"(got {content_type or 'no content type'}).",
             param="file",
         )
+    _measure_chunked_body(request)
     model = _text_field(request, "model")
     upload = _read_upload(request)
     if model is None:
