@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import pytest
 from django.test import AsyncClient
 
 from tests.speech_fixtures import *  # noqa: F403
-from tests.speech_fixtures import UPLOAD_FORMATS, Clip, encode_pcm
+from tests.speech_fixtures import PIPER_RATE, UPLOAD_FORMATS, Clip, encode_pcm
 from usage.models import UsageRecord
 
 URL = "/v1/audio/transcriptions"
@@ -235,6 +236,42 @@ async def test_stream_sends_a_delta_per_segment_then_done_with_usage(api_key, en
     assert done["usage"]["seconds"] == math.ceil(english_wav.seconds)
     record = await UsageRecord.objects.aget()
     assert (record.status_code, record.endpoint) == (200, URL)
+    assert record.cost > 0
+
+
+def test_client_leaving_mid_stream_is_billed_for_what_was_decoded(
+    arouter_server, live_key, english_pcm
+):
+    # Six sentences with pauses (~45 s): more than one 30 s Whisper window, so the client
+    # leaves after the first window's deltas, long before the last is decoded.
+    pause = np.zeros(PIPER_RATE * 2, np.int16)
+    pcm = np.concatenate([english_pcm, pause] * 6)
+    seconds = len(pcm) / PIPER_RATE
+    wav = encode_pcm(pcm, PIPER_RATE, "wav", "pcm_s16le", PIPER_RATE)
+    with (
+        httpx.Client(timeout=120) as client,
+        client.stream(
+            "POST",
+            f"{arouter_server.url}/v1/audio/transcriptions",
+            headers={"Authorization": f"Bearer {live_key.raw}"},
+            files={"file": ("long.wav", wav)},
+            data={"model": BASE, "stream": "true"},
+        ) as response,
+    ):
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                first = json.loads(line.removeprefix("data: "))
+                break
+    assert first["type"] == "transcript.text.delta"
+    for _ in range(600):  # the row is written once the server notices the disconnect
+        record = UsageRecord.objects.filter(api_key=live_key.api_key).first()
+        if record is not None:
+            break
+        time.sleep(0.1)
+    assert record is not None
+    assert record.status_code == 200
+    assert 0 < record.audio_seconds_in < seconds
     assert record.cost > 0
 
 

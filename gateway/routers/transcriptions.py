@@ -13,6 +13,7 @@ request however it ends: answered, refused, failed, or abandoned mid-stream.
 import asyncio
 import json
 import logging
+import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -238,16 +239,22 @@ async def _events(
     first: Segment | Transcript,
     charge: Charge,
 ) -> AsyncIterator[bytes]:
-    """SSE for a transcription stream; bills when it ends, however it ends."""
+    """SSE for a transcription stream; bills when it ends, however it ends.
+
+    A client that leaves before `transcript.text.done` is billed for the audio decoded up
+    to then: the end of the last segment it was sent, rounded up to the second.
+    """
     status = 200
     item: Segment | Transcript | None = first
     sent_any = False
+    heard_until = 0.0
     try:
         while item is not None:
             if isinstance(item, Transcript):
                 usage = _meter(charge, item)
                 yield _sse({"type": "transcript.text.done", "text": item.text, "usage": usage})
             else:
+                heard_until = item.end
                 delta = item.text if sent_any else item.text.lstrip()
                 if delta:
                     sent_any = True
@@ -264,6 +271,8 @@ async def _events(
         # Also reached when the client disconnects (this task is cancelled at a yield):
         # closing the provider's stream stops decoding after the current segment.
         await items.aclose()
+        if not charge.metered.audio_seconds_in:
+            charge.metered.audio_seconds_in = float(math.ceil(heard_until))
         await charge.record(status)
 
 
