@@ -76,3 +76,33 @@ async def test_converse_speaks_each_sentence_and_ends_with_the_reply():
     assert all(len(s.pcm) % 2 == 0 and s.seconds > 0 for s in spoken)
     # Text arrives before the audio that speaks it.
     assert isinstance(body[0], str)
+
+
+@pytest.mark.engines
+@pytest.mark.parametrize("fmt", ["ogg", "flac", "m4a", "webm"])
+async def test_hears_every_input_audio_format(fmt):
+    """wav and mp3 go through the SDK in test_chat_audio; the spec's other four here."""
+    import asyncio
+
+    from tests.chat_speech import speak, word_error_rate
+    from tests.speech_fixtures import UPLOAD_FORMATS, encode_pcm
+
+    question = "What is the capital of France?"
+    muxer, codec, rate, _ = UPLOAD_FORMATS[fmt]
+    pcm = await asyncio.to_thread(speak, question)
+    data = encode_pcm(pcm, 24_000, muxer, codec, rate)
+    cascade = provider_for(catalog().get("local/audio-chat"))
+    heard = await cascade.hear(data, fmt, "messages[0].content[0].input_audio.data")
+    assert word_error_rate(question, heard.text) <= 0.3
+    assert heard.seconds == pytest.approx(len(pcm) / 24_000, abs=0.15)
+
+
+@pytest.mark.engines
+async def test_unreadable_audio_errors_name_the_part():
+    from gateway.errors import OpenAIError
+
+    cascade = provider_for(catalog().get("local/audio-chat"))
+    with pytest.raises(OpenAIError) as caught:
+        await cascade.hear(b"\x00" * 2000, "webm", "messages[2].content[1].input_audio.data")
+    assert caught.value.status == 400
+    assert caught.value.param == "messages[2].content[1].input_audio.data"
