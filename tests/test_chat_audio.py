@@ -253,10 +253,13 @@ def test_mp3_question_and_wav_reply(openai_client, prompts):
         ],
         max_completion_tokens=12,
     )
-    audio = base64.b64decode(response.choices[0].message.audio.data)
+    reply = response.choices[0].message.audio
+    audio = base64.b64decode(reply.data)
     assert audio[:4] == b"RIFF"
     with wave.open(io.BytesIO(audio)) as clip:
         assert clip.getframerate() == 24_000
+        assert clip.getnframes() == (len(audio) - 44) // 2  # exact sizes in the header
+    assert word_error_rate(reply.transcript, transcribe(audio, "reply.wav")) <= MAX_WER
     (job,) = prompts
     assert [turn.role for turn in job.messages] == ["system", "user"]
     assert word_error_rate(QUESTION, job.messages[1].text) <= MAX_WER

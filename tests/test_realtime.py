@@ -172,6 +172,17 @@ async def test_bad_events_get_error_events_and_the_socket_stays_open(api_key):
 # --- full turns (real engines) -----------------------------------------------------------
 
 
+async def transcribe_pcm16(pcm: bytes) -> str:
+    from gateway.catalog import catalog
+    from gateway.providers import provider_for
+    from gateway.providers.base import AudioUpload, TranscriptionJob
+    from playground.consumers import pcm16_to_wav
+
+    whisper = provider_for(catalog().get("local/whisper-base"))
+    job = TranscriptionJob(upload=AudioUpload(content=pcm16_to_wav(pcm), filename="reply.wav"))
+    return (await whisper.transcribe(job)).text
+
+
 def pcm16_frames(pcm: np.ndarray, frame_ms: int = 100) -> list[str]:
     step = 24_000 * frame_ms // 1000
     return [
@@ -210,6 +221,8 @@ async def test_full_turn_from_pcm16_frames_to_audio_and_usage(api_key):
         e["delta"] for e in events if e["type"] == "response.output_audio_transcript.delta"
     )
     assert len(audio) > 24_000  # more than half a second of pcm16
+    heard = await transcribe_pcm16(audio)
+    assert word_error_rate(transcript, heard) <= 0.3, (transcript, heard)
     done = events[-1]["response"]
     assert done["status"] in ("completed", "incomplete")
     assert done["output"][0]["content"][0]["transcript"] == transcript
