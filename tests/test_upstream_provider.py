@@ -387,3 +387,35 @@ async def test_a_teams_key_is_scrubbed_from_upstream_messages(fault_models, team
     assert fault_models.seen("refuse")[0].headers["authorization"] == f"Bearer {team_key}"
     assert team_key not in caught.value.message
     assert "Invalid value for 'temperature'" in caught.value.message
+
+
+# --- whole-body relay and cooldown recovery -------------------------------------------------
+
+
+async def test_relay_chat_passes_the_body_through_with_only_the_model_swapped(fault_models):
+    body = {"model": "ok/chat", "messages": [{"role": "user", "content": "hi"}], "n": 1}
+    answer = await provider("ok/chat").relay_chat(body)
+    assert answer["choices"][0]["message"]["content"] == "Hello from the fault server."
+    assert fault_models.seen("ok")[0].json == {**body, "model": "up-chat"}
+
+
+async def test_relay_chat_stream_forwards_the_upstreams_sse_bytes(fault_models):
+    body = {"model": "ok/chat", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    raw = b"".join([chunk async for chunk in provider("ok/chat").relay_chat_stream(body)])
+    events = [line for line in raw.decode().split("\n\n") if line]
+    assert events[0].startswith('data: {"id": "chatcmpl-fault"')
+    assert events[-1] == "data: [DONE]"
+
+
+def test_cooldown_ends_after_its_time():
+    from gateway.providers.upstream_client import Health, UpstreamOptions
+
+    health = Health(UpstreamOptions(cooldown_after=2, cooldown_seconds=0.2))
+    health.failed()
+    assert not health.is_cooling()
+    health.failed()
+    assert health.is_cooling()
+    time.sleep(0.25)
+    assert not health.is_cooling()
+    health.failed()
+    assert not health.is_cooling()  # the count starts again after a cooldown
