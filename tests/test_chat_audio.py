@@ -398,3 +398,64 @@ def test_client_leaving_mid_stream_is_billed_once_for_what_was_made(arouter_serv
     assert record.audio_tokens_out > 0
     assert record.text_tokens_out < 200
     assert record.cost > 0
+
+
+def test_upstream_audio_model_gets_the_body_whole(openai_client, peer, tmp_path, monkeypatch):
+    """An upstream that hears and speaks itself (here the peer's audio chat) is relayed to."""
+    from django.conf import settings
+
+    from tests.upstream_helpers import catalog_from, model_table, upstream_table
+
+    monkeypatch.setenv("ARCHAT_PEER_KEY", peer.key)
+    text = settings.AROUTER_CATALOG.read_text() + "\n"
+    text += upstream_table("peer", peer.url, "ARCHAT_PEER_KEY")
+    text += model_table(
+        "peer/audio",
+        "chat",
+        "peer",
+        "local/audio-chat",
+        input_modalities=["text", "audio"],
+        output_modalities=["text", "audio"],
+        price={"per_million_audio_input_tokens": 40, "per_million_audio_output_tokens": 80},
+    )
+    question = {
+        "type": "input_audio",
+        "input_audio": {
+            "data": base64.b64encode(wav_bytes(speak(QUESTION))).decode(),
+            "format": "wav",
+        },
+    }
+    with catalog_from(tmp_path / "catalog.toml", text):
+        response = openai_client.chat.completions.create(
+            model="peer/audio",
+            modalities=["text", "audio"],
+            audio={"voice": "nova", "format": "mp3"},
+            messages=[{"role": "user", "content": [question]}],
+            max_completion_tokens=12,
+        )
+        stream = openai_client.chat.completions.create(
+            model="peer/audio",
+            modalities=["text", "audio"],
+            audio={"voice": "nova", "format": "pcm16"},
+            messages=[{"role": "user", "content": "Tell me a short joke."}],
+            max_completion_tokens=12,
+            stream=True,
+        )
+        chunks = list(stream)
+    assert response.model == "peer/audio"
+    audio = base64.b64decode(response.choices[0].message.audio.data)
+    assert decoded_seconds(audio) > 0.3
+    assert response.usage.prompt_tokens_details.audio_tokens > 0
+    assert all(chunk.model == "peer/audio" for chunk in chunks)
+    assert all(chunk.usage is None for chunk in chunks)  # not asked for, not forwarded
+    pcm = b"".join(
+        base64.b64decode(c.choices[0].delta.audio.model_dump().get("data") or "")
+        for c in chunks
+        if c.choices and c.choices[0].delta.audio
+    )
+    assert len(pcm) > 24_000
+    records = UsageRecord.objects.filter(model="peer/audio").order_by("id")
+    assert [r.status_code for r in records] == [200, 200]
+    assert records[0].audio_tokens_in == response.usage.prompt_tokens_details.audio_tokens
+    assert records[1].audio_tokens_out > 0  # read from the usage chunk we asked for
+    assert all(r.cost > 0 for r in records)

@@ -21,6 +21,7 @@ from ninja import Router
 from gateway.catalog import ModelEntry, catalog
 from gateway.chat import replies
 from gateway.chat.conversation import Turn, prepare
+from gateway.chat.relay import relay, relay_stream
 from gateway.chat.request import AudioInput, ChatRequest, parse_chat_request
 from gateway.errors import OpenAIError, invalid_param, server_error
 from gateway.providers import provider_for
@@ -45,15 +46,17 @@ def check_capabilities(chat: ChatRequest, entry: ModelEntry, provider) -> None:
                         code="unsupported_value",
                     )
     if chat.wants_audio:
-        if not entry.produces("audio") or not hasattr(provider, "converse"):
+        if not entry.produces("audio") or (
+            not hasattr(provider, "converse") and not relays(provider)
+        ):
             raise invalid_param(
                 f"The model `{chat.model}` does not support audio output "
                 "(GET /v1/models?output_modalities=audio lists those that do).",
                 param="modalities",
                 code="unsupported_value",
             )
-        voices = provider.voices()
-        if chat.audio.voice not in voices:
+        voices = {} if relays(provider) else provider.voices()
+        if voices and chat.audio.voice not in voices:
             raise invalid_param(
                 f"Invalid value: '{chat.audio.voice}'. Supported values are: "
                 + ", ".join(f"'{v}'" for v in voices)
@@ -61,6 +64,11 @@ def check_capabilities(chat: ChatRequest, entry: ModelEntry, provider) -> None:
                 param="audio.voice",
                 code="invalid_value",
             )
+
+
+def relays(provider) -> bool:
+    """An upstream hears and speaks itself: audio requests go to it whole."""
+    return hasattr(provider, "relay_chat")
 
 
 def encode_reply_audio(pcm: bytes, fmt: str) -> bytes:
@@ -82,6 +90,8 @@ async def create_chat_completion(request: HttpRequest):
     provider = provider_for(entry)
     check_capabilities(chat, entry, provider)
     charge = Charge(request=request, entry=entry, endpoint=ENDPOINT)
+    if relays(provider) and (chat.has_audio_input or chat.wants_audio):
+        return await relay_request(chat, request, provider, charge)
     try:
         messages, heard = await prepare(chat.messages, provider, request.auth.team_id)
     except OpenAIError as exc:
@@ -112,6 +122,22 @@ async def create_chat_completion(request: HttpRequest):
         response["X-Accel-Buffering"] = "no"
         return response
     return await complete(chat, turn, charge, completion_id, request.auth.team_id)
+
+
+async def relay_request(chat: ChatRequest, request: HttpRequest, provider, charge: Charge):
+    body = json.loads(request.body)
+    if chat.stream:
+        response = StreamingHttpResponse(
+            relay_stream(chat, body, provider, charge), content_type="text/event-stream"
+        )
+        response["Cache-Control"] = "no-cache"
+        response["X-Accel-Buffering"] = "no"
+        return response
+    try:
+        return await relay(chat, body, provider, charge)
+    except OpenAIError as exc:
+        await charge.record(exc.status)
+        raise
 
 
 async def complete(
