@@ -140,7 +140,9 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             self.model = (query.get("model") or [DEFAULT_MODEL])[0]
             self.entry = catalog().resolve(self.model, "chat")
             self.provider = provider_for(self.entry)
-            if not (self.entry.accepts("audio") and self.entry.produces("audio")):
+            hears_and_speaks = self.entry.accepts("audio") and self.entry.produces("audio")
+            # Realtime runs the cascade here; an upstream audio model is chat-only for now.
+            if not hears_and_speaks or not hasattr(self.provider, "converse"):
                 raise invalid_param(
                     f"The model `{self.model}` does not support realtime audio "
                     "(it needs audio input and output).",
