@@ -6,6 +6,7 @@ key auth on, the default catalog: local/piper with the packaged en_US joe voice)
 
 - time to first audio byte (request sent -> first body byte) and total time;
 - the real-time factor (total time / seconds of audio returned);
+- the CPU time the gateway process spent on the request (robust to other load);
 
 and, in this process, bare Piper (`PiperVoice.synthesize` on the same text, same voice
 settings as `alloy`, no encoding) for the baseline RTF. Rounds are interleaved (bare, mp3,
@@ -103,10 +104,19 @@ def audio_seconds(data: bytes, response_format: str) -> float:
     return samples / 24_000
 
 
-def through_gateway(client: httpx.Client, port: int, key: str, response_format: str) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def through_gateway(
+    client: httpx.Client, port: int, key: str, response_format: str, pid: int
+) -> dict:
     body = {"model": "local/piper", "input": TEXT, "voice": VOICE,
             "response_format": response_format}  # fmt: skip
     chunks = []
+    cpu_before = cpu_seconds(pid)
     started = time.perf_counter()
     first = None
     with client.stream(
@@ -121,16 +131,19 @@ def through_gateway(client: httpx.Client, port: int, key: str, response_format: 
                 first = time.perf_counter() - started
             chunks.append(chunk)
     total = time.perf_counter() - started
+    cpu = cpu_seconds(pid) - cpu_before
     seconds = audio_seconds(b"".join(chunks), response_format)
-    return {"first": first, "total": total, "audio": seconds, "rtf": total / seconds}
+    return {"first": first, "total": total, "audio": seconds, "rtf": total / seconds, "cpu": cpu}
 
 
 def bare_piper(voice) -> dict:
+    cpu_before = time.process_time()
     started = time.perf_counter()
     samples = sum(len(chunk.audio_float_array) for chunk in voice.synthesize(TEXT))
     total = time.perf_counter() - started
+    cpu = time.process_time() - cpu_before
     seconds = samples / voice.config.sample_rate
-    return {"total": total, "audio": seconds, "rtf": total / seconds}
+    return {"total": total, "audio": seconds, "rtf": total / seconds, "cpu": cpu}
 
 
 def median(runs: list[dict], key: str) -> float:
@@ -151,14 +164,14 @@ def main() -> None:
         try:
             with httpx.Client(timeout=120) as client:
                 # Warm-up: the gateway loads its voice on first use; both sides run once.
-                through_gateway(client, port, key, "pcm")
+                through_gateway(client, port, key, "pcm", proc.pid)
                 bare_piper(voice)
                 runs: dict[str, list[dict]] = {"bare": [], "mp3": [], "pcm": []}
                 for _ in range(args.rounds):
                     runs["bare"].append(bare_piper(voice))
                     for response_format in ("mp3", "pcm"):
                         runs[response_format].append(
-                            through_gateway(client, port, key, response_format)
+                            through_gateway(client, port, key, response_format, proc.pid)
                         )
         finally:
             proc.terminate()
@@ -166,20 +179,25 @@ def main() -> None:
 
     bare_rtf = median(runs["bare"], "rtf")
     bare_total = median(runs["bare"], "total")
-    print(f"TTS bench: {len(TEXT)} characters, voice {VOICE}, {args.rounds} rounds, medians")
-    print(f"{'':14}{'first byte':>12}{'total':>9}{'audio':>9}{'first/total':>13}"
-          f"{'RTF':>8}{'RTF/bare':>10}{'time/bare':>11}")  # fmt: skip
-    print(f"{'bare Piper':14}{'-':>12}{bare_total:>8.3f}s{median(runs['bare'], 'audio'):>8.2f}s"
-          f"{'-':>13}{bare_rtf:>8.4f}{1:>10.2f}{1:>11.2f}")  # fmt: skip
+    bare_cpu = median(runs["bare"], "cpu")
+    load = os.getloadavg()[0]
+    print(f"TTS bench: {len(TEXT)} characters, voice {VOICE}, {args.rounds} rounds, medians; "
+          f"load average {load:.2f} on {os.cpu_count()} CPUs")  # fmt: skip
+    print(f"{'':12}{'first byte':>11}{'total':>9}{'audio':>8}{'first/total':>12}"
+          f"{'RTF':>8}{'RTF/bare':>9}{'CPU s':>8}{'CPU/bare':>9}")  # fmt: skip
+    print(f"{'bare Piper':12}{'-':>11}{bare_total:>8.3f}s{median(runs['bare'], 'audio'):>7.2f}s"
+          f"{'-':>12}{bare_rtf:>8.4f}{1:>9.2f}{bare_cpu:>8.2f}{1:>9.2f}")  # fmt: skip
     for response_format in ("mp3", "pcm"):
         r = runs[response_format]
         first, total = median(r, "first"), median(r, "total")
-        rtf = median(r, "rtf")
-        print(f"{'ARouter ' + response_format:14}{first:>11.3f}s{total:>8.3f}s"
-              f"{median(r, 'audio'):>8.2f}s{first / total:>13.3f}{rtf:>8.4f}"
-              f"{rtf / bare_rtf:>10.2f}{total / bare_total:>11.2f}")  # fmt: skip
-    print("first byte: request sent -> first audio byte on the client; RTF = time / audio "
-          "seconds; time/bare compares wall time on the same text.")  # fmt: skip
+        rtf, cpu = median(r, "rtf"), median(r, "cpu")
+        print(f"{'ARouter ' + response_format:12}{first:>10.3f}s{total:>8.3f}s"
+              f"{median(r, 'audio'):>7.2f}s{first / total:>12.3f}{rtf:>8.4f}"
+              f"{rtf / bare_rtf:>9.2f}{cpu:>8.2f}{cpu / bare_cpu:>9.2f}")  # fmt: skip
+    print("first byte: request sent -> first audio byte at the client. RTF = wall time / audio "
+          "seconds. CPU s: CPU time the work took (the whole uvicorn process for ARouter: "
+          "HTTP, auth, ledger, synthesis, encoding), which other load on the machine "
+          "disturbs far less than wall time.")  # fmt: skip
     print("ARouter audio is a little longer than bare Piper's: it adds a 0.12 s pause after "
           "each sentence (silence, not synthesis).")  # fmt: skip
 
