@@ -12,11 +12,11 @@ Formats (what OpenAI sends, byte for byte where it matters):
 - wav   RIFF/WAVE 16-bit PCM, audio/wav
 - pcm   raw 16-bit signed little-endian mono samples at 24 kHz, audio/pcm
 
-A streamed file cannot know its length when its header leaves. Like OpenAI's own streamed
-WAV, ours declares the RIFF and data sizes as 0xFFFFFFFF ("until the end of the stream");
-FLAC's STREAMINFO says 0 total samples, which the FLAC format defines as "unknown". Every
-decoder we tried (FFmpeg/PyAV, Python's `wave`, browsers) reads such files to the end and
-gets the exact duration.
+A streamed file cannot know its length when its header leaves. Our streamed WAV declares
+the RIFF and data sizes as 0xFFFFFFFF ("until the end of the stream"), the convention for
+streamed WAV that OpenAI's streamed WAV is reported to follow too; FLAC's STREAMINFO says 0
+total samples, which the FLAC format defines as "unknown". FFmpeg (PyAV) and Python's `wave`
+read such files to the end and get the exact duration (tests/test_audio_encode.py).
 """
 
 import contextlib
