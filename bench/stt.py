@@ -235,7 +235,8 @@ def main() -> None:
     print(f"4 concurrent requests: {ok}/4 succeeded, identical text {same_text}, "
           f"wall {concurrent_wall:.1f} s ({concurrent_wall / 4:.1f} s per request)")  # fmt: skip
     print(f"  gateway RSS: idle {rss_idle:.0f} MB, after first load {rss_loaded:.0f} MB "
-          f"(model ~{rss_loaded - rss_idle:.0f} MB), before batch {rss_before:.0f} MB, "
+          f"(+{rss_loaded - rss_idle:.0f} MB: weights, CTranslate2, VAD), "
+          f"before batch {rss_before:.0f} MB, "
           f"after {rss_after:.0f} MB (+{rss_after - rss_before:.0f} MB), "
           f"peak {peak:.0f} MB")  # fmt: skip
     for index, run in enumerate(streams, start=1):

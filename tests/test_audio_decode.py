@@ -135,3 +135,11 @@ def test_audio_shorter_than_a_tenth_of_a_second_is_refused():
     short = encode_pcm(np.zeros(RATE // 20, np.int16), RATE, "wav", "pcm_s16le", RATE)
     error = _refusal(short)
     assert (error.status, error.param, error.code) == (400, "file", "audio_too_short")
+
+
+def test_samples_match_faster_whisper_own_decoder_exactly(tone):
+    # So the gateway's transcripts are those of bare faster-whisper on the same file.
+    from faster_whisper import decode_audio as faster_whisper_decode
+
+    mp3 = encode_pcm(tone, RATE, "mp3", "libmp3lame", RATE)
+    np.testing.assert_array_equal(decode_audio(mp3).samples, faster_whisper_decode(io.BytesIO(mp3)))

@@ -83,7 +83,9 @@ def decode_audio(content: bytes) -> DecodedAudio:
 
 
 def _decode_stream(container) -> np.ndarray:
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+    # Through 16-bit samples, exactly as faster-whisper's own decode_audio does, so the
+    # gateway hears bit for bit what bare faster-whisper hears (same text, same timings).
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
     chunks: list[np.ndarray] = []
     try:
         for frame in container.decode(audio=0):
@@ -101,4 +103,4 @@ def _decode_stream(container) -> np.ndarray:
         chunks.append(out.to_ndarray().reshape(-1))
     if not chunks:
         return np.zeros(0, dtype=np.float32)
-    return np.ascontiguousarray(np.concatenate(chunks), dtype=np.float32)
+    return np.concatenate(chunks).astype(np.float32) / 32768.0
