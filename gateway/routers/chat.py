@@ -113,15 +113,16 @@ async def create_chat_completion(request: HttpRequest):
         voice=chat.audio.voice if chat.wants_audio else None,
     )
     completion_id = f"chatcmpl-{uuid.uuid4().hex[:29]}"
+    created = int(time.time())  # when the request started, as OpenAI reports it
     if chat.stream:
         response = StreamingHttpResponse(
-            stream_completion(chat, turn, charge, completion_id),
+            stream_completion(chat, turn, charge, completion_id, created),
             content_type="text/event-stream",
         )
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"
         return response
-    return await complete(chat, turn, charge, completion_id, request.auth.team_id)
+    return await complete(chat, turn, charge, completion_id, created)
 
 
 async def relay_request(chat: ChatRequest, request: HttpRequest, provider, charge: Charge):
@@ -141,8 +142,9 @@ async def relay_request(chat: ChatRequest, request: HttpRequest, provider, charg
 
 
 async def complete(
-    chat: ChatRequest, turn: Turn, charge: Charge, completion_id: str, team_id: int
+    chat: ChatRequest, turn: Turn, charge: Charge, completion_id: str, created: int
 ) -> JsonResponse:
+    team_id = charge.request.auth.team_id
     pcm = bytearray()
     try:
         async with contextlib.aclosing(turn.events()) as events:
@@ -180,7 +182,7 @@ async def complete(
     body = {
         "id": completion_id,
         "object": "chat.completion",
-        "created": int(time.time()),
+        "created": created,
         "model": chat.model,
         "choices": [
             {
@@ -204,9 +206,8 @@ def sse(payload: dict | str) -> bytes:
 
 
 async def stream_completion(
-    chat: ChatRequest, turn: Turn, charge: Charge, completion_id: str
+    chat: ChatRequest, turn: Turn, charge: Charge, completion_id: str, created: int
 ) -> AsyncIterator[bytes]:
-    created = int(time.time())
     team_id = charge.request.auth.team_id
 
     def chunk(delta: dict, finish_reason: str | None = None) -> bytes:
