@@ -1,9 +1,15 @@
 """API key authentication for /v1, shared by the HTTP API and the realtime websocket."""
 
+import time
+
+from django.conf import settings
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
 from django.utils import timezone
 from ninja.security.base import AuthBase
 
-from accounts.models import ApiKey
+from accounts.models import ApiKey, key_digest
+from arouter.hot_path_db import run_query
 from gateway.errors import invalid_api_key
 
 MISSING_KEY = (
@@ -11,19 +17,47 @@ MISSING_KEY = (
     "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
 )
 
+# Verified keys by digest, with when they were read. Trusted for AROUTER_KEY_CACHE_SECONDS,
+# so most requests need no query; a save or delete in this process drops the entry at once.
+_verified: dict[str, tuple[ApiKey, float]] = {}
+
+
+@receiver([post_save, post_delete], sender=ApiKey)
+def _forget_changed_key(sender, instance: ApiKey, **kwargs) -> None:
+    _verified.pop(instance.digest, None)
+
 
 def _incorrect(raw: str) -> str:
     shown = f"{raw[:8]}****{raw[-4:]}" if len(raw) > 12 else "****"
     return f"Incorrect API key provided: {shown}. You can find your API key in your dashboard."
 
 
+def _read_key(lookup: str) -> ApiKey | None:
+    return ApiKey.objects.select_related("team").filter(lookup=lookup).first()
+
+
+def _touch(api_key: ApiKey, now) -> None:
+    # Conditional, so concurrent requests (and workers) write at most once per window.
+    ApiKey.objects.filter(pk=api_key.pk, last_used_at=api_key.last_used_at).update(last_used_at=now)
+
+
+async def _verified_key(raw: str) -> ApiKey | None:
+    digest = key_digest(raw)
+    cached = _verified.get(digest)
+    if cached is not None and time.monotonic() - cached[1] < settings.AROUTER_KEY_CACHE_SECONDS:
+        return cached[0]
+    lookup = ApiKey.lookup_of(raw)
+    api_key = await run_query(_read_key, lookup) if lookup is not None else None
+    if api_key is None or not api_key.matches(raw):
+        return None
+    _verified[digest] = (api_key, time.monotonic())
+    return api_key
+
+
 async def authenticate_key(raw: str) -> ApiKey:
     """The usable key for a raw secret, or the OpenAI 401 a client should see."""
-    lookup = ApiKey.lookup_of(raw)
-    api_key = None
-    if lookup is not None:
-        api_key = await ApiKey.objects.select_related("team").filter(lookup=lookup).afirst()
-    if api_key is None or not api_key.matches(raw):
+    api_key = await _verified_key(raw)
+    if api_key is None:
         raise invalid_api_key(_incorrect(raw))
     now = timezone.now()
     if api_key.is_revoked:
@@ -31,10 +65,7 @@ async def authenticate_key(raw: str) -> ApiKey:
     if api_key.is_expired(now):
         raise invalid_api_key("This API key has expired.")
     if api_key.last_used_is_stale(now):
-        # A conditional update, so concurrent requests write at most once per window.
-        await ApiKey.objects.filter(pk=api_key.pk, last_used_at=api_key.last_used_at).aupdate(
-            last_used_at=now
-        )
+        await run_query(_touch, api_key, now)
         api_key.last_used_at = now
     return api_key
 

@@ -223,6 +223,8 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO").upper()},
+    # httpx logs every upstream request at INFO, upstream URLs included.
+    "loggers": {"httpx": {"level": "WARNING"}},
 }
 
 # --- Gateway ---------------------------------------------------------------------------
@@ -250,3 +252,9 @@ AROUTER_CHAT_MAX_TOKENS = env_int("AROUTER_CHAT_MAX_TOKENS", 256, minimum=1)
 AROUTER_CHAT_AUDIO_TTL = env_int("AROUTER_CHAT_AUDIO_TTL", 3600, minimum=3600)
 # API keys' last_used_at is written at most this often (seconds).
 AROUTER_LAST_USED_RESOLUTION = 60
+# Threads that keep database connections for the per-request key lookup and ledger row
+# (0: use a fresh connection per request, as Django's sync_to_async does).
+AROUTER_DB_THREADS = env_int("AROUTER_DB_THREADS", 2, minimum=0)
+# A verified API key is trusted for this many seconds before it is read again. Changes
+# made in this process (revoking) apply at once; other workers see them within this time.
+AROUTER_KEY_CACHE_SECONDS = env_float("AROUTER_KEY_CACHE_SECONDS", 10, minimum=0)

@@ -15,6 +15,19 @@ from django.test import AsyncClient, Client
 from accounts.models import ApiKey, IssuedKey, Membership, Team
 
 
+@pytest.fixture(autouse=True)
+def _hot_path_queries_see_the_test_transaction(request, settings):
+    """Hot-path queries normally run on their own threads and connections, which cannot see
+    rows a transaction-wrapped test has not committed; such tests query on the request's
+    thread instead. Transactional tests (and the live server) keep the production path."""
+    marker = request.node.get_closest_marker("django_db")
+    transactional = "transactional_db" in request.fixturenames or (
+        marker is not None and marker.kwargs.get("transaction", False)
+    )
+    if not transactional:
+        settings.AROUTER_DB_THREADS = 0
+
+
 @pytest.fixture
 def owner(db) -> User:
     return User.objects.create_user("owner", "owner@example.com", "owner-password-1")

@@ -1,5 +1,6 @@
 """API key lifecycle: issue, show once, authenticate, revoke, expire, isolation."""
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -81,7 +82,8 @@ def test_key_with_future_expiry_works(api, api_key):
     assert api.get("/v1/models").status_code == 200
 
 
-def test_last_used_at_written_at_most_once_a_minute(api, api_key):
+def test_last_used_at_written_at_most_once_a_minute(api, api_key, settings):
+    settings.AROUTER_KEY_CACHE_SECONDS = 0  # the test rewinds last_used_at behind its back
     assert api_key.api_key.last_used_at is None
     api.get("/v1/models")
     first = ApiKey.objects.get(pk=api_key.api_key.pk).last_used_at
@@ -138,3 +140,19 @@ def test_createkey_skip_if_exists_shows_no_second_key(db, capsys):
     assert KEY_PREFIX in first_out
     assert KEY_PREFIX not in second_out.replace("createkey", "")
     assert Team.objects.get(name="demo").api_keys.count() == 1
+
+
+def test_revoking_a_cached_key_applies_at_once(api, api_key):
+    assert api.get("/v1/models").status_code == 200  # verified and cached
+    api_key.api_key.revoke()
+    assert api.get("/v1/models").status_code == 401
+
+
+def test_changes_from_other_workers_apply_within_the_cache_time(api, api_key, settings):
+    settings.AROUTER_KEY_CACHE_SECONDS = 0.3
+    assert api.get("/v1/models").status_code == 200
+    # Another worker revokes the key: this process learns of it when its entry expires.
+    ApiKey.objects.filter(pk=api_key.api_key.pk).update(revoked_at=timezone.now())
+    assert api.get("/v1/models").status_code == 200
+    time.sleep(0.35)
+    assert api.get("/v1/models").status_code == 401

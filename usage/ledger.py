@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from django.http import HttpRequest
 
+from arouter.hot_path_db import run_query
 from gateway.catalog import ModelEntry
 from gateway.providers.attempts import AttemptLog, start_attempt_log
 from usage.models import UsageRecord
@@ -46,7 +47,8 @@ class Charge:
     async def _insert(self, status_code: int) -> UsageRecord:
         api_key = self.request.auth
         succeeded = status_code < 400
-        return await UsageRecord.objects.acreate(
+        return await run_query(
+            UsageRecord.objects.create,
             api_key=api_key,
             team_id=api_key.team_id,
             model=self.entry.id,
