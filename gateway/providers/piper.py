@@ -16,6 +16,7 @@ FFmpeg release the GIL while they work.
 """
 
 import asyncio
+import json
 import logging
 import math
 import threading
@@ -85,6 +86,28 @@ def discover_voices(folder: Path) -> dict[str, tuple[Path, Path]]:
         if config.is_file():
             found[model.stem] = (model, config)
     return found
+
+
+def open_voice(model: Path, config: Path):
+    """A PiperVoice on CPU whose ONNX worker threads sleep rather than spin when idle.
+
+    Spinning threads burn the cores the encoder, the event loop and other requests need;
+    on this project's 2-core machine, under load, synthesis took ~20% less wall and CPU
+    time without spinning (A/B in one process, same text).
+    """
+    import onnxruntime
+    from piper import PiperVoice
+    from piper.config import PiperConfig
+
+    options = onnxruntime.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = onnxruntime.InferenceSession(
+        str(model), sess_options=options, providers=["CPUExecutionProvider"]
+    )
+    return PiperVoice(
+        config=PiperConfig.from_dict(json.loads(Path(config).read_text(encoding="utf-8"))),
+        session=session,
+    )
 
 
 class PiperProvider:
@@ -159,10 +182,8 @@ class PiperProvider:
         with self._load_lock:
             loaded = self._loaded.get(voice)
             if loaded is None:
-                from piper import PiperVoice
-
                 model, config = self.installed_voices()[voice]
-                loaded = PiperVoice.load(model, config_path=config)
+                loaded = open_voice(model, config)
                 self._loaded[voice] = loaded
                 logger.info("Loaded Piper voice %s from %s", voice, model)
         return loaded
