@@ -7,7 +7,7 @@ PORT ?= 8000
 WEB_CONCURRENCY ?= 1
 STAMP := $(VENV)/.installed
 
-.PHONY: install run serve test lint fmt bench browsers
+.PHONY: install run serve test test-deps espeak-ng lint fmt bench
 
 install: $(STAMP)
 
@@ -27,8 +27,20 @@ serve:
 	$(VENV)/bin/uvicorn arouter.asgi:application --host $(HOST) --port $(PORT) \
 		--workers $(WEB_CONCURRENCY) --no-access-log --timeout-graceful-shutdown 5
 
-test: install
+test: install test-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Test-only tools: the `openai` npm package runs the spec's JavaScript examples, and
+# espeak-ng (Debian) speaks the Spanish fixture that translation tests hear.
+test-deps: tests/js/node_modules/.installed
+	@command -v espeak-ng >/dev/null || $(MAKE) --no-print-directory espeak-ng
+
+tests/js/node_modules/.installed: tests/js/package-lock.json
+	npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
+	touch $@
+
+espeak-ng:
+	apt-get install -y -q espeak-ng || (apt-get update -q && apt-get install -y -q espeak-ng)
 
 lint: install
 	$(VENV)/bin/ruff check .
