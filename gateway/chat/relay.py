@@ -16,6 +16,8 @@ from gateway.chat.request import ChatRequest
 from gateway.chat.usage import ChatUsage
 from usage.ledger import Charge
 
+DONE = b"data: [DONE]\n\n"
+
 
 def usage_from(raw: dict[str, Any] | None) -> ChatUsage:
     """Our usage from an upstream's OpenAI usage object (absent parts count as zero)."""
@@ -52,12 +54,17 @@ async def relay_stream(
     upstream_body["stream_options"]["include_usage"] = True
     buffer = b""
     status = 200
+    recorded = False
     try:
         async for data in provider.relay_chat_stream(upstream_body):
             buffer += data
             while b"\n\n" in buffer:
                 event, buffer = buffer.split(b"\n\n", 1)
                 forwarded = _forward(event, chat, charge)
+                if forwarded == DONE:
+                    # Billed before [DONE]: a client that checks usage right after sees it.
+                    recorded = True
+                    await charge.record(status)
                 if forwarded is not None:
                     yield forwarded
     except Exception as exc:
@@ -67,7 +74,8 @@ async def relay_stream(
         status = error.status
         yield f"data: {json.dumps(error.body())}\n\n".encode()
     finally:
-        await charge.record(status)
+        if not recorded:
+            await charge.record(status)
 
 
 def _forward(event: bytes, chat: ChatRequest, charge: Charge) -> bytes | None:
@@ -76,7 +84,7 @@ def _forward(event: bytes, chat: ChatRequest, charge: Charge) -> bytes | None:
         return event + b"\n\n" if text else None
     payload = text[len("data:") :].strip()
     if payload == "[DONE]":
-        return b"data: [DONE]\n\n"
+        return DONE
     try:
         chunk = json.loads(payload)
     except ValueError:

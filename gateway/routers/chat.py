@@ -271,8 +271,10 @@ async def stream_completion(
                     "usage": usage.as_openai(charge.cost),
                 }
             )
-        yield sse("[DONE]")
+        # Billed before [DONE]: a client that checks its usage right after sees the row.
         finished = True
+        await charge.record(status)
+        yield sse("[DONE]")
     except OpenAIError as exc:
         # Headers are gone; OpenAI reports a mid-stream failure as an error event.
         status = exc.status
@@ -287,4 +289,4 @@ async def stream_completion(
             # The client left (status stays 200: the response had started) or the model
             # failed: either way the ledger gets what was produced so far.
             (await turn.usage()).meter(charge.metered)
-        await charge.record(status)
+            await charge.record(status)
