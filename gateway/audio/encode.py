@@ -13,8 +13,9 @@ Formats (what OpenAI sends, byte for byte where it matters):
 - pcm   raw 16-bit signed little-endian mono samples at 24 kHz, audio/pcm
 
 A streamed file cannot know its length when its header leaves. Our streamed WAV declares
-the RIFF and data sizes as 0xFFFFFFFF ("until the end of the stream"), the convention for
-streamed WAV that OpenAI's streamed WAV is reported to follow too; FLAC's STREAMINFO says 0
+the RIFF and data sizes as 0xFFFFFFFF ("until the end of the stream"), exactly as OpenAI's
+streamed WAV does (hexdumps in speaches-ai/speaches#493 and remsky/Kokoro-FastAPI#94: same
+44-byte header, 24 kHz mono 16-bit); FLAC's STREAMINFO says 0
 total samples, which the FLAC format defines as "unknown". FFmpeg (PyAV) and Python's `wave`
 read such files to the end and get the exact duration (tests/test_audio_encode.py).
 """
