@@ -14,10 +14,12 @@ Formats (what OpenAI sends, byte for byte where it matters):
 
 A streamed file cannot know its length when its header leaves. Our streamed WAV declares
 the RIFF and data sizes as 0xFFFFFFFF ("until the end of the stream"), exactly as OpenAI's
-streamed WAV does (hexdumps in speaches-ai/speaches#493 and remsky/Kokoro-FastAPI#94: same
-44-byte header, 24 kHz mono 16-bit); FLAC's STREAMINFO says 0
-total samples, which the FLAC format defines as "unknown". FFmpeg (PyAV) and Python's `wave`
-read such files to the end and get the exact duration (tests/test_audio_encode.py).
+streamed WAV does (hexdumps in speaches-ai/speaches#493 and remsky/Kokoro-FastAPI#94: the
+same 44-byte header, 24 kHz mono 16-bit); our FLAC's STREAMINFO says 0 total samples, which
+the FLAC format defines as "unknown". FFmpeg (PyAV) decodes both to the end with the exact
+duration; Python's `wave` reads every frame, though its getnframes() reports the
+placeholder (tests/test_audio_encode.py). Strict readers that trust the header need the
+length patched in after download.
 """
 
 import contextlib
