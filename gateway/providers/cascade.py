@@ -75,7 +75,7 @@ class SentenceSplitter:
     semicolon or colon) once it is long enough to sound natural on its own.
     """
 
-    FIRST_CLAUSE_CHARS = 24
+    FIRST_CLAUSE_CHARS = 16
     MAX_PIECE_CHARS = 200  # bounds the wait for audio when the text has no sentence ends
 
     def __init__(self) -> None:
