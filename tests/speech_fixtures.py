@@ -29,7 +29,7 @@ ENGLISH_TEXT = (
 )
 SPANISH_TEXT = "Buenos días. Hoy hace muy buen tiempo y vamos a caminar juntos por el parque."
 SPANISH_IN_ENGLISH = (
-    "Good morning. Today the weather is very good and we are going to walk together in the park."  # noqa: E501
+    "Good morning. Today the weather is very good and we are going to walk together in the park."
 )
 
 # upload name -> (FFmpeg muxer, codec, sample rate, file extension)
