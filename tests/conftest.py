@@ -13,6 +13,7 @@ from django.db import connections
 from django.test import AsyncClient, Client
 
 from accounts.models import ApiKey, IssuedKey, Membership, Team
+from gateway.providers.attempts import start_attempt_log
 
 
 @pytest.fixture(autouse=True)
@@ -26,6 +27,13 @@ def _hot_path_queries_see_the_test_transaction(request, settings):
     )
     if not transactional:
         settings.AROUTER_DB_THREADS = 0
+
+
+@pytest.fixture(autouse=True)
+def _fresh_attempt_log():
+    """Each request starts its own attempt log in its own task; the sync test client copies
+    context changes back into the test thread, so start every test from a clean log."""
+    start_attempt_log()
 
 
 @pytest.fixture
