@@ -8,6 +8,15 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "arouter.settings")
 # Django must be set up before anything imports models (consumers, auth middleware).
 django_application = get_asgi_application()
 
+from django.core import signals  # noqa: E402
+from django.db import close_old_connections  # noqa: E402
+
+# Django closes stale connections as each request starts. Under ASGI a request's sync work
+# runs on a thread made for that request, which holds no connection yet, so the check
+# would only cost a thread hop per request. The close at request end stays: it runs on the
+# request's own thread and releases what the request opened.
+signals.request_started.disconnect(close_old_connections)
+
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from gateway.providers.preload import start_preload  # noqa: E402

@@ -224,7 +224,11 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO").upper()},
     # httpx logs every upstream request at INFO, upstream URLs included.
-    "loggers": {"httpx": {"level": "WARNING"}},
+    "loggers": {
+        "httpx": {"level": "WARNING"},
+        # A gateway answers many 4xx on purpose (bad keys, bad input); log only real errors.
+        "django.request": {"level": "ERROR"},
+    },
 }
 
 # --- Gateway ---------------------------------------------------------------------------
