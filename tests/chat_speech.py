@@ -11,7 +11,9 @@ from gateway.providers import provider_for
 
 
 def _normalize(text: str) -> str:
-    return re.sub(r"[^a-z0-9' ]+", " ", text.lower()).strip()
+    # Whisper writes spoken numbers with thousands separators ("451,187,209").
+    text = re.sub(r"(?<=\d),(?=\d{3})", "", text.lower())
+    return re.sub(r"[^a-z0-9' ]+", " ", text).strip()
 
 
 def word_error_rate(reference: str, hypothesis: str) -> float:
