@@ -22,8 +22,6 @@ class Charge:
     entry: ModelEntry
     endpoint: str
     metered: Metered = field(default_factory=Metered)
-    provider: str = ""
-    attempts: int = 1
     started: float = field(default_factory=time.monotonic)
     # Upstream retries and fallbacks append here; the row shows their count and the last.
     attempt_log: AttemptLog = field(init=False)
@@ -55,8 +53,8 @@ class Charge:
             endpoint=self.endpoint,
             status_code=status_code,
             request_id=getattr(self.request, "request_id", ""),
-            provider=self.attempt_log.final_provider or self.provider or self.entry.provider,
-            attempts=max(self.attempts, self.attempt_log.count),
+            provider=self.attempt_log.final_provider or self.entry.provider,
+            attempts=max(1, self.attempt_log.count),
             cost=self.cost if succeeded else Decimal(0),
             latency_ms=int((time.monotonic() - self.started) * 1000),
             **self.metered.as_fields(),
