@@ -17,7 +17,7 @@ from gateway.providers.attempts import start_attempt_log
 
 
 @pytest.fixture(autouse=True)
-def _hot_path_queries_see_the_test_transaction(request, settings):
+def _hot_path_queries_see_the_test_transaction(request):
     """Hot-path queries normally run on their own threads and connections, which cannot see
     rows a transaction-wrapped test has not committed; such tests query on the request's
     thread instead. Transactional tests (and the live server) keep the production path."""
@@ -26,7 +26,9 @@ def _hot_path_queries_see_the_test_transaction(request, settings):
         marker is not None and marker.kwargs.get("transaction", False)
     )
     if not transactional:
-        settings.AROUTER_DB_THREADS = 0
+        # Asked for only here: an early `settings` fixture would undo its changes after
+        # (and so over) a test's own override_settings blocks.
+        request.getfixturevalue("settings").AROUTER_DB_THREADS = 0
 
 
 @pytest.fixture(autouse=True)
