@@ -1,9 +1,13 @@
 """Shared fixtures: a team with an owner and a member, an outsider with a team of their
 own, API keys for each, and a live ARouter served by uvicorn on loopback."""
 
+import os
+import shutil
 import socket
+import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import uvicorn
@@ -151,3 +155,38 @@ def openai_client(arouter_server, live_key):
     from openai import OpenAI
 
     return OpenAI(base_url=f"{arouter_server.url}/v1", api_key=live_key.raw, max_retries=0)
+
+
+JS_DIR = Path(__file__).parent / "js"
+
+
+@pytest.fixture
+def run_js_snippet(arouter_server, live_key):
+    """Run one of the spec's JavaScript examples (tests/js/NAME.mjs) under node with the
+    `openai` npm package, pointed at the live server; returns the finished process.
+
+    Skipped where node or the package is missing, except under CI, where that is a failure
+    (`make test` installs the package)."""
+
+    def run(script: str, cwd: Path) -> subprocess.CompletedProcess:
+        node = shutil.which("node")
+        missing = "node is not installed" if node is None else None
+        if missing is None and not (JS_DIR / "node_modules" / "openai").is_dir():
+            missing = "the openai npm package is not installed: run `npm ci --prefix tests/js`"
+        if missing:
+            (pytest.fail if os.environ.get("CI") else pytest.skip)(missing)
+        env = {
+            **os.environ,
+            "AROUTER_BASE_URL": f"{arouter_server.url}/v1",
+            "AROUTER_API_KEY": live_key.raw,
+        }
+        return subprocess.run(
+            [node, str(JS_DIR / script)],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    return run

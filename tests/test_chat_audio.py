@@ -9,11 +9,7 @@ returned audio says what its transcript says, usage and the ledger add up.
 import base64
 import io
 import json
-import os
-import shutil
-import subprocess
 import wave
-from pathlib import Path
 
 import av
 import numpy as np
@@ -265,29 +261,9 @@ def test_mp3_question_and_wav_reply(openai_client, prompts):
     assert word_error_rate(QUESTION, job.messages[1].text) <= MAX_WER
 
 
-JS_DIR = Path(__file__).parent / "js"
-
-
-def test_spec_js_snippet_under_node(arouter_server, live_key, tmp_path, prompts):
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("node is not installed")
-    if not (JS_DIR / "node_modules" / "openai").is_dir():
-        pytest.skip("JS SDK not installed: run `npm ci --prefix tests/js`")
+def test_spec_js_snippet_under_node(run_js_snippet, tmp_path, prompts):
     (tmp_path / "question.wav").write_bytes(wav_bytes(speak(QUESTION)))
-    env = {
-        **os.environ,
-        "AROUTER_BASE_URL": f"{arouter_server.url}/v1",
-        "AROUTER_API_KEY": live_key.raw,
-    }
-    run = subprocess.run(
-        [node, str(JS_DIR / "chat_audio.mjs")],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    run = run_js_snippet("chat_audio.mjs", tmp_path)
     assert run.returncode == 0, run.stderr
     usage = json.loads(run.stderr.strip().splitlines()[-1])
     assert usage["prompt_tokens_details"]["audio_tokens"] > 0

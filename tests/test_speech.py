@@ -10,12 +10,8 @@ import asyncio
 import base64
 import io
 import json
-import os
-import shutil
-import subprocess
 import threading
 import time
-from pathlib import Path
 
 import av
 import httpx
@@ -31,7 +27,6 @@ from gateway.providers import piper, provider_for
 from gateway.providers.base import AudioUpload, TranscriptionJob
 from usage.models import UsageRecord
 
-JS_DIR = Path(__file__).parent / "js"
 SPEC_INPUT = "Hello! Welcome to ARouter, the universal AI gateway."
 ROUND_TRIP_TEXT = "The quick brown fox jumps over the lazy dog. Please send the report before noon."
 # Whisper tiny.en hears Piper's voice (pitch-shifted by up to 3 semitones, through lossy
@@ -200,25 +195,8 @@ def test_spec_curl_request(arouter_server, live_key):
 
 
 @pytest.mark.engines
-def test_spec_js_snippet_under_node(arouter_server, live_key, tmp_path):
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("node is not installed")
-    if not (JS_DIR / "node_modules" / "openai").is_dir():
-        pytest.skip("JS SDK not installed: run `npm ci --prefix tests/js`")
-    env = {
-        **os.environ,
-        "AROUTER_BASE_URL": f"{arouter_server.url}/v1",
-        "AROUTER_API_KEY": live_key.raw,
-    }
-    run = subprocess.run(
-        [node, str(JS_DIR / "speech.mjs")],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def test_spec_js_snippet_under_node(run_js_snippet, tmp_path):
+    run = run_js_snippet("speech.mjs", tmp_path)
     assert run.returncode == 0, run.stderr
     audio = decode((tmp_path / "output.mp3").read_bytes(), "mp3")
     assert (audio.container, audio.rate, audio.channels) == ("mp3", 24_000, 1)

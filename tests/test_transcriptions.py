@@ -6,13 +6,9 @@ import io
 import itertools
 import json
 import math
-import os
 import re
-import shutil
-import subprocess
 import time
 from decimal import Decimal
-from pathlib import Path
 
 import httpx
 import jiwer
@@ -386,27 +382,9 @@ def test_spec_python_snippet_word_timestamps(openai_client, english_clips, capsy
     assert transcription.usage.type == "duration"
 
 
-def test_spec_js_snippet_under_node(arouter_server, live_key, english_clips, tmp_path):
-    js_dir = Path(__file__).parent / "js"
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("node is not installed")
-    if not (js_dir / "node_modules" / "openai").is_dir():
-        pytest.skip("JS SDK not installed: run `npm ci --prefix tests/js`")
+def test_spec_js_snippet_under_node(run_js_snippet, english_clips, tmp_path):
     (tmp_path / "audio.mp3").write_bytes(english_clips["mp3"].content)
-    env = {
-        **os.environ,
-        "AROUTER_BASE_URL": f"{arouter_server.url}/v1",
-        "AROUTER_API_KEY": live_key.raw,
-    }
-    run = subprocess.run(
-        [node, str(js_dir / "transcription.mjs")],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    run = run_js_snippet("transcription.mjs", tmp_path)
     assert run.returncode == 0, run.stderr
     assert wer(english_clips["mp3"].text, run.stdout) <= MAX_WER, run.stdout
 
