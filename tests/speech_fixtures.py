@@ -10,6 +10,7 @@ the fixtures by name.
 """
 
 import io
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -86,7 +87,9 @@ def synthesize_english(text: str) -> np.ndarray:
 
 def speak_with_espeak(text: str, voice: str, path: Path) -> bytes:
     if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
+        # `make test` installs it; under CI a missing tool must fail, not hide tests.
+        missing = pytest.fail if os.environ.get("CI") else pytest.skip
+        missing("espeak-ng is not installed (apt-get install espeak-ng)")
     subprocess.run(["espeak-ng", "-v", voice, "-w", str(path), text], check=True)
     return path.read_bytes()
 
