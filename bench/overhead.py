@@ -45,7 +45,7 @@ PORTKEY = (
 BOUNDARY = "----arouterbench7MA4YWxkTrZu0gW"
 SPEECH_BYTES = 8192
 STREAM_CHUNKS, STREAM_GAP = 10, 0.1
-ARGS = argparse.Namespace(arouter_database_url="")
+ARGS = argparse.Namespace(arouter_database_url="", arouter_workers=1)
 
 
 # --- the stub upstream ----------------------------------------------------------------------
@@ -213,6 +213,7 @@ def start_arouter(stub_port: int, work: Path, procs: list) -> Target:
     port = free_port()
     cmd = [sys.executable, "-m", "uvicorn", "arouter.asgi:application", "--host", "127.0.0.1",
            "--port", str(port), "--log-level", "warning", "--no-access-log",
+           "--workers", str(ARGS.arouter_workers),
            "--loop", "uvloop", "--http", "httptools"]  # fmt: skip
     procs.append(subprocess.Popen(cmd, cwd=BASE_DIR, env=env))
     wait_for_port(port, procs[-1])
@@ -396,11 +397,13 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000, help="ab requests per figure")
     parser.add_argument("--latency-samples", type=int, default=300)
     parser.add_argument("--only", nargs="*", default=["arouter", "litellm", "portkey"])
+    parser.add_argument("--arouter-workers", type=int, default=1, help="uvicorn workers")
     parser.add_argument(
         "--arouter-database-url", default="", help="e.g. postgres://…; default: SQLite"
     )
     args = parser.parse_args()
     ARGS.arouter_database_url = args.arouter_database_url
+    ARGS.arouter_workers = args.arouter_workers
     if not shutil.which("ab"):
         sys.exit("ab not found: apt-get install apache2-utils")
 
