@@ -27,7 +27,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,9 @@ import tempfile
 import time
 import wave
 from pathlib import Path
+
+import live_arouter
+from live_arouter import free_port, wait_for_port
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 PEERS = Path(os.environ.get("AROUTER_PEERS_DIR", "/work/peers"))
@@ -152,25 +154,6 @@ def run_stub(port: int) -> None:
 # --- processes ------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, process: subprocess.Popen, seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"process on port {port} exited ({process.returncode})")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"nothing listens on port {port}")
-
-
 class Target:
     """One way to reach the stub: its base URL, headers and model names."""
 
@@ -198,25 +181,11 @@ def start_arouter(stub_port: int, work: Path, procs: list) -> Target:
         '[models."bench/tts-stream"]\nkind = "speech"\nprovider = "upstream"\n'
         'upstream = "stub"\ntarget = "tts-stream"\nprice = { per_million_characters = 15 }\n'
     )
-    env = {**os.environ, "AROUTER_DATA_DIR": str(data), "AROUTER_CATALOG": str(catalog),
-           "BENCH_STUB_KEY": "sk-stub", "LOG_LEVEL": "WARNING"}  # fmt: skip
-    for name in ("DATABASE_URL", "REDIS_URL"):
-        env.pop(name, None)
+    env = {"AROUTER_CATALOG": str(catalog), "BENCH_STUB_KEY": "sk-stub"}
     if ARGS.arouter_database_url:
         env["DATABASE_URL"] = ARGS.arouter_database_url
-    manage = [sys.executable, "manage.py"]
-    subprocess.run([*manage, "migrate", "--noinput"], cwd=BASE_DIR, env=env, check=True,
-                   capture_output=True)  # fmt: skip
-    out = subprocess.run([*manage, "createkey", "--team", "bench"], cwd=BASE_DIR, env=env,
-                         check=True, capture_output=True, text=True).stdout  # fmt: skip
-    key = out.strip().splitlines()[-1]
-    port = free_port()
-    cmd = [sys.executable, "-m", "uvicorn", "arouter.asgi:application", "--host", "127.0.0.1",
-           "--port", str(port), "--log-level", "warning", "--no-access-log",
-           "--workers", str(ARGS.arouter_workers),
-           "--loop", "uvloop", "--http", "httptools"]  # fmt: skip
-    procs.append(subprocess.Popen(cmd, cwd=BASE_DIR, env=env))
-    wait_for_port(port, procs[-1])
+    process, port, key = live_arouter.start_arouter(data, env, workers=ARGS.arouter_workers)
+    procs.append(process)
     headers = {"Authorization": f"Bearer {key}"}
     return Target("arouter", port, "/v1", headers, "bench/whisper", "bench/tts",
                   "bench/tts-stream")  # fmt: skip

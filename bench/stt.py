@@ -22,10 +22,7 @@ import concurrent.futures
 import io
 import json
 import os
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,6 +30,7 @@ from pathlib import Path
 import av
 import httpx
 import numpy as np
+from live_arouter import start_arouter
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 MODEL = "openai/whisper-large-v3"
@@ -44,50 +42,6 @@ PARAGRAPH = (
     "Segments are sent to the client as soon as they are decoded, and every request is "
     "written to the usage ledger with the seconds of audio heard and their cost. "
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("the server exited while starting")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("the server did not start")
-
-
-def start_arouter(work: Path) -> tuple[subprocess.Popen, int, str]:
-    env = {**os.environ, "AROUTER_DATA_DIR": str(work), "LOG_LEVEL": "WARNING"}
-    for name in ("DATABASE_URL", "REDIS_URL", "AROUTER_CATALOG", "AROUTER_PRELOAD"):
-        env.pop(name, None)
-    manage = [sys.executable, "manage.py"]
-    subprocess.run(
-        [*manage, "migrate", "--noinput"], cwd=BASE_DIR, env=env, check=True, capture_output=True
-    )
-    out = subprocess.run(
-        [*manage, "createkey", "--team", "bench"],
-        cwd=BASE_DIR,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    key = out.strip().splitlines()[-1]
-    port = free_port()
-    cmd = [sys.executable, "-m", "uvicorn", "arouter.asgi:application", "--host", "127.0.0.1",
-           "--port", str(port), "--log-level", "warning", "--no-access-log"]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=BASE_DIR, env=env)
-    wait_for_port(port, proc)
-    return proc, port, key
 
 
 def rss_mb(pid: int, field: str = "VmRSS") -> float:
