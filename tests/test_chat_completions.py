@@ -10,6 +10,7 @@ import json
 import pytest
 from django.test import AsyncClient
 
+from tests.openai_errors import assert_error
 from usage.models import UsageRecord
 
 URL = "/v1/chat/completions"
@@ -29,17 +30,6 @@ def sse_events(raw: bytes) -> list:
         payload = block.removeprefix("data: ")
         events.append(payload if payload == "[DONE]" else json.loads(payload))
     return events
-
-
-def assert_error(response, status: int, param: str | None, code: str | None = None) -> dict:
-    assert response.status_code == status, response.content
-    error = response.json()["error"]
-    assert set(error) == {"message", "type", "param", "code"}
-    assert error["type"] == "invalid_request_error"
-    assert error["param"] == param
-    if code:
-        assert error["code"] == code
-    return error
 
 
 WAV_B64 = base64.b64encode(b"RIFF not really").decode()

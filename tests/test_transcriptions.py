@@ -17,6 +17,7 @@ import openai
 import pytest
 from django.test import AsyncClient
 
+from tests.openai_errors import assert_error
 from tests.speech_fixtures import *  # noqa: F403
 from tests.speech_fixtures import PIPER_RATE, UPLOAD_FORMATS, Clip, encode_pcm
 from usage.models import UsageRecord
@@ -49,17 +50,6 @@ def post(api, clip: Clip | None, **fields):
     if clip is not None:
         data["file"] = upload(clip)
     return api.post(URL, data=data)
-
-
-def assert_error(response, status: int, param: str | None, code: str | None = None) -> dict:
-    assert response.status_code == status, response.content
-    error = response.json()["error"]
-    assert set(error) == {"message", "type", "param", "code"}
-    assert error["type"] == "invalid_request_error"
-    assert error["param"] == param
-    if code:
-        assert error["code"] == code
-    return error
 
 
 def sse_events(raw: bytes) -> list[dict]:
