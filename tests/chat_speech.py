@@ -23,6 +23,17 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
     return jiwer.wer(reference, hypothesis or "<nothing>")
 
 
+def heard_error_rate(spoken: str, heard: str) -> float:
+    """How far what Whisper heard is from a reply's transcript, by characters with the word
+    breaks removed: the base model's short replies make word error rates jump on one merged
+    homophone ("France is" heard as "Francis" is two word errors in six), while real
+    mishearing still shows up as changed characters."""
+    spoken, heard = _normalize(spoken).replace(" ", ""), _normalize(heard).replace(" ", "")
+    if not spoken:
+        return 0.0 if not heard else 1.0
+    return jiwer.cer(spoken, heard or "<nothing>")
+
+
 _cache: dict[tuple[str, str], np.ndarray] = {}
 
 
