@@ -14,14 +14,12 @@ Usage: .venv/bin/python bench/chat_audio.py   (uses a throwaway database and dat
 
 import asyncio
 import base64
-import io
 import json
 import os
 import sys
 import tempfile
 import threading
 import time
-import wave
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,6 +39,8 @@ import uvicorn  # noqa: E402
 import websockets  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 
+from gateway.audio.encode import wav_file  # noqa: E402
+
 QUESTION = (
     "Could you tell me a little about the history of Paris, and why so many people "
     "visit the city every single year?"
@@ -49,16 +49,6 @@ MODEL = "local/audio-chat"
 MAX_TOKENS = 80
 RUNS = 3  # the machine is shared: report the median of a few runs
 SEED = 7
-
-
-def wav(pcm, rate: int = 24_000) -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(pcm.astype("<i2").tobytes())
-    return buffer.getvalue()
 
 
 def start_server() -> tuple[str, uvicorn.Server]:
@@ -216,7 +206,7 @@ def main() -> None:
 
     piper = provider_for(catalog().get("local/piper"))
     question_pcm = piper.synthesize_pcm(QUESTION, "alloy")
-    question_wav = wav(question_pcm)
+    question_wav = wav_file(question_pcm)
     print(f"question: {len(question_pcm) / 24_000:.2f} s of speech, max {MAX_TOKENS} tokens")
 
     asyncio.run(over_sse(host, key, question_wav))  # warm-up: loads all three models

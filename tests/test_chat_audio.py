@@ -15,6 +15,7 @@ import av
 import numpy as np
 import pytest
 
+from gateway.audio.encode import wav_file
 from gateway.catalog import catalog
 from gateway.providers import provider_for
 from gateway.providers.base import AudioUpload, TranscriptionJob
@@ -28,16 +29,6 @@ MODEL = "openai/gpt-5.4-audio-preview"
 QUESTION = "What is the capital of France?"
 MAX_WER = 0.3  # the spoken question, heard by Whisper
 MAX_HEARD_ERROR = 0.15  # a spoken reply heard back, by characters (see heard_error_rate)
-
-
-def wav_bytes(pcm: np.ndarray, rate: int = 24_000) -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(pcm.astype("<i2").tobytes())
-    return buffer.getvalue()
 
 
 def mp3_bytes(pcm: np.ndarray) -> bytes:
@@ -71,7 +62,7 @@ def prompts():
 
 @pytest.fixture(scope="module")
 def question_wav() -> str:
-    return base64.b64encode(wav_bytes(speak(QUESTION))).decode("utf-8")
+    return base64.b64encode(wav_file(speak(QUESTION))).decode("utf-8")
 
 
 def test_spec_input_audio_question(openai_client, question_wav, prompts, live_key):
@@ -197,7 +188,7 @@ def test_streamed_audio_pcm16_through_create_stream(openai_client, prompts):
     assert len(pcm) % 2 == 0
     assert len(pcm) > 24_000
     samples = np.frombuffer(bytes(pcm), dtype="<i2")
-    heard = transcribe(wav_bytes(samples), "reply.wav")
+    heard = transcribe(wav_file(samples), "reply.wav")
     assert heard_error_rate(transcript, heard) <= MAX_HEARD_ERROR, (transcript, heard)
     assert usage.completion_tokens_details.audio_tokens > 0
     assert len(prompts) == 1
@@ -265,7 +256,7 @@ def test_mp3_question_and_wav_reply(openai_client, prompts):
 
 
 def test_spec_js_snippet_under_node(run_js_snippet, tmp_path, prompts):
-    (tmp_path / "question.wav").write_bytes(wav_bytes(speak(QUESTION)))
+    (tmp_path / "question.wav").write_bytes(wav_file(speak(QUESTION)))
     run = run_js_snippet("chat_audio.mjs", tmp_path)
     assert run.returncode == 0, run.stderr
     usage = json.loads(run.stderr.strip().splitlines()[-1])
@@ -316,7 +307,7 @@ def test_cascade_with_an_upstream_text_model(openai_client, peer, tmp_path, monk
                         {
                             "type": "input_audio",
                             "input_audio": {
-                                "data": base64.b64encode(wav_bytes(speak(QUESTION))).decode(),
+                                "data": base64.b64encode(wav_file(speak(QUESTION))).decode(),
                                 "format": "wav",
                             },
                         }
@@ -400,7 +391,7 @@ def test_upstream_audio_model_gets_the_body_whole(openai_client, peer, tmp_path,
     question = {
         "type": "input_audio",
         "input_audio": {
-            "data": base64.b64encode(wav_bytes(speak(QUESTION))).decode(),
+            "data": base64.b64encode(wav_file(speak(QUESTION))).decode(),
             "format": "wav",
         },
     }

@@ -80,6 +80,12 @@ def wav_header(sample_rate: int = OUTPUT_RATE, channels: int = 1, data_size: int
     )
 
 
+def wav_file(pcm: np.ndarray, sample_rate: int = OUTPUT_RATE) -> bytes:
+    """A whole mono 16-bit WAV file of `pcm`, with its exact sizes in the header."""
+    data = pcm.astype("<i2").tobytes()
+    return wav_header(sample_rate, data_size=len(data)) + data
+
+
 class _Sink:
     """A write-only file for PyAV: no seek, so muxers write a streamable layout."""
 

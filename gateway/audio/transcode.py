@@ -6,12 +6,12 @@ upstream accepts neither).
 """
 
 import io
-import wave
 from pathlib import PurePath
 
 import av
 import numpy as np
 
+from gateway.audio.encode import wav_file
 from gateway.errors import invalid_param
 
 RATE = 16_000
@@ -69,16 +69,6 @@ def duration_of(content: bytes) -> float:
     return len(decode_mono16k(content)) / RATE
 
 
-def wav_bytes(samples: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(RATE)
-        out.writeframes(samples.astype("<i2").tobytes())
-    return buffer.getvalue()
-
-
 def _pyav_bytes(samples: np.ndarray, container_format: str, codec: str) -> bytes:
     buffer = io.BytesIO()
     with av.open(buffer, "w", format=container_format) as container:
@@ -97,7 +87,7 @@ def _pyav_bytes(samples: np.ndarray, container_format: str, codec: str) -> bytes
 def encode(samples: np.ndarray, accepted: tuple[str, ...]) -> tuple[bytes, str]:
     """16 kHz mono samples as the best format an upstream accepts: (bytes, format)."""
     if not accepted or "wav" in accepted:
-        return wav_bytes(samples), "wav"
+        return wav_file(samples, RATE), "wav"
     if "flac" in accepted:
         return _pyav_bytes(samples, "flac", "flac"), "flac"
     return _pyav_bytes(samples, "mp3", "libmp3lame"), "mp3"
