@@ -2,11 +2,12 @@
 
 import os
 
-from django.core.asgi import get_asgi_application
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "arouter.settings")
+
+from arouter.asgi_handler import get_gateway_asgi_application
+
 # Django must be set up before anything imports models (consumers, auth middleware).
-django_application = get_asgi_application()
+django_application = get_gateway_asgi_application()
 
 from django.core import signals  # noqa: E402
 from django.db import close_old_connections  # noqa: E402

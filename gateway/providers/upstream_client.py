@@ -26,6 +26,7 @@ import httpx
 
 from gateway.catalog import Upstream
 from gateway.errors import UPSTREAM, OpenAIError
+from gateway.providers.asyncio_network import transport_for
 from gateway.providers.attempts import current_attempt_log
 
 logger = logging.getLogger(__name__)
@@ -207,21 +208,21 @@ class UpstreamClient:
         key = self.upstream.api_key()
         if key:
             headers["authorization"] = f"Bearer {key}"
+        limits = httpx.Limits(
+            max_connections=options.max_connections,
+            max_keepalive_connections=options.max_connections,
+            keepalive_expiry=30,
+        )
         return httpx.AsyncClient(
             base_url=self.upstream.base_url,
             headers=headers,
-            http2=options.http2,
             timeout=httpx.Timeout(
                 connect=options.connect_timeout,
                 read=options.read_timeout,
                 write=options.read_timeout,
                 pool=options.connect_timeout,
             ),
-            limits=httpx.Limits(
-                max_connections=options.max_connections,
-                max_keepalive_connections=options.max_connections,
-                keepalive_expiry=30,
-            ),
+            transport=transport_for(self.upstream.base_url, http2=options.http2, limits=limits),
         )
 
     def scrub(self, text: str) -> str:

@@ -1,0 +1,65 @@
+"""The ASGI handler: API requests share one long-lived sync thread, pages keep Django's
+per-request thread."""
+
+import threading
+
+import pytest
+from asgiref.testing import ApplicationCommunicator
+from django.core import signals
+
+from arouter.asgi_handler import GatewayASGIHandler
+
+
+async def get(path: str) -> int:
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"127.0.0.1")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+    communicator = ApplicationCommunicator(GatewayASGIHandler(), scope)
+    await communicator.send_input({"type": "http.request", "body": b""})
+    start = await communicator.receive_output(timeout=10)
+    while (await communicator.receive_output(timeout=10)).get("more_body"):
+        pass
+    await communicator.wait(timeout=10)
+    return start["status"]
+
+
+@pytest.fixture
+def finishing_threads():
+    """The thread each request's response was closed on (where request_finished fires)."""
+    seen: list[threading.Thread] = []
+
+    def remember(**kwargs) -> None:
+        seen.append(threading.current_thread())
+
+    signals.request_finished.connect(remember)
+    yield seen
+    signals.request_finished.disconnect(remember)
+
+
+@pytest.mark.asyncio
+async def test_api_requests_close_on_one_kept_thread(finishing_threads):
+    assert await get("/v1/no-such-route") == 404
+    assert await get("/v1/no-such-route") == 404
+
+    assert len(finishing_threads) == 2
+    assert finishing_threads[0] is finishing_threads[1]
+
+
+@pytest.mark.asyncio
+async def test_pages_still_get_a_thread_per_request(finishing_threads):
+    assert await get("/accounts/login/") == 200
+    assert await get("/accounts/login/") == 200
+
+    assert len(finishing_threads) == 2
+    assert finishing_threads[0] is not finishing_threads[1]
