@@ -18,6 +18,8 @@ LOOKUP_LENGTH = 12
 class Team(models.Model):
     name = models.CharField(max_length=100, unique=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # Spend cap for all of the team's keys together, per calendar month (UTC); null = none.
+    monthly_budget_usd = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="teams"
     )
@@ -80,9 +82,13 @@ class ApiKey(models.Model):
     last_used_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
-    # Limits are stored now and enforced by the rate-limit and budget checks.
+    # Limits, enforced before a provider is called; null (or an empty list) means no limit.
     requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    max_concurrent_requests = models.PositiveIntegerField(null=True, blank=True)
     monthly_budget_usd = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    # Catalog model ids this key may use, and /v1 endpoints (e.g. "audio/speech") it may call.
+    allowed_models = models.JSONField(default=list, blank=True)
+    allowed_endpoints = models.JSONField(default=list, blank=True)
 
     objects = ApiKeyQuerySet.as_manager()
 
@@ -134,3 +140,25 @@ class ApiKey(models.Model):
     def last_used_is_stale(self, now) -> bool:
         window = timedelta(seconds=settings.AROUTER_LAST_USED_RESOLUTION)
         return self.last_used_at is None or now - self.last_used_at >= window
+
+
+class Invitation(models.Model):
+    """An invitation to join a team, accepted by following a link that carries the token."""
+
+    team = models.ForeignKey(Team, models.CASCADE, related_name="invitations")
+    email = models.EmailField()
+    role = models.CharField(max_length=10, choices=Membership.Role.choices, default="member")
+    # Only the digest is stored: the link is shown once to the inviter (and emailed).
+    token_digest = models.CharField(max_length=64, unique=True)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    def __str__(self) -> str:
+        return f"{self.email} to {self.team} ({self.role})"

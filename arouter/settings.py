@@ -108,6 +108,7 @@ INSTALLED_APPS = [
     "usage",
     "playground",
     "credentials",
+    "limits",
 ]
 
 MIDDLEWARE = [
@@ -159,6 +160,8 @@ if DATABASE_URL:
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
             "min_size": 1,
             "max_size": env_int("DATABASE_POOL_SIZE", 10, minimum=1),
+            # How long a request waits for a connection before it is a 503 (database down).
+            "timeout": env_float("DATABASE_POOL_TIMEOUT", 3, minimum=0.1),
         }
 else:
     DATABASES = {
@@ -199,8 +202,23 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# Pages: cookies scripts cannot read, sent on top-level navigation only; set
+# AROUTER_SECURE_COOKIES=1 behind HTTPS so they are never sent in clear.
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("AROUTER_SECURE_COOKIES", False)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+# Failed log-ins allowed per username and address in 15 minutes before a pause.
+AROUTER_LOGIN_ATTEMPTS = env_int("AROUTER_LOGIN_ATTEMPTS", 5, minimum=1)
+# Invitations are printed to the console unless a mail backend is configured.
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "arouter@localhost")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -221,10 +239,26 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    # Keys and tokens never reach a log: every handler's records pass through this filter.
+    "filters": {"redact_secrets": {"()": "arouter.log_redaction.RedactSecrets"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["redact_secrets"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO").upper()},
     # httpx logs every upstream request at INFO, upstream URLs included.
     "loggers": {
+        # uvicorn's own messages (errors in the ASGI app among them) are filtered too.
+        # On the loggers too, as uvicorn may install its own handlers after this config.
+        "uvicorn": {
+            "handlers": ["console"],
+            "filters": ["redact_secrets"],
+            "level": "INFO",
+            "propagate": False,
+        },
+        "uvicorn.error": {
+            "handlers": ["console"],
+            "filters": ["redact_secrets"],
+            "level": "INFO",
+            "propagate": False,
+        },
         "httpx": {"level": "WARNING"},
         # A gateway answers many 4xx on purpose (bad keys, bad input); log only real errors.
         "django.request": {"level": "ERROR"},
@@ -236,8 +270,10 @@ LOGGING = {
 AROUTER_CATALOG = env_path("AROUTER_CATALOG", BASE_DIR / "gateway" / "catalog.toml")
 # Largest accepted audio upload, in bytes (OpenAI's limit is 25 MB and answers 413 past it).
 AROUTER_MAX_UPLOAD_BYTES = env_int("AROUTER_MAX_UPLOAD_MB", 25, minimum=1) * 1024 * 1024
-# Multipart uploads above this size spill to a temporary file instead of memory.
-FILE_UPLOAD_MAX_MEMORY_SIZE = 8 * 1024 * 1024
+# Longest audio decoded from an upload; decoding stops there (a tiny file can claim hours).
+AROUTER_MAX_AUDIO_SECONDS = env_float("AROUTER_MAX_AUDIO_SECONDS", 3600, minimum=1)
+# Request bodies and uploads above this size spill to a temporary file instead of memory.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 # JSON bodies carry base64 audio for chat; allow them to be as large as an upload.
 DATA_UPLOAD_MAX_MEMORY_SIZE = AROUTER_MAX_UPLOAD_BYTES * 4 // 3 + 1024 * 1024
 # Where assembled model weights are cached (whisper base is shipped in two parts).

@@ -3,6 +3,7 @@
 import logging
 
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
@@ -83,6 +84,21 @@ def body_too_large(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse
 @api.exception_handler(SuspiciousOperation)
 def malformed_request(request: HttpRequest, exc: SuspiciousOperation) -> HttpResponse:
     return errors.OpenAIError(f"Malformed request: {exc}", status=400).response()
+
+
+@api.exception_handler(OperationalError)
+@api.exception_handler(InterfaceError)
+def database_unavailable(request: HttpRequest, exc: Exception) -> HttpResponse:
+    # Not a crash: the database is restarting or unreachable. Connections are made afresh
+    # on the next request (arouter.hot_path_db, the pool), so service resumes by itself.
+    logger.warning("database unavailable for %s %s: %s", request.method, request.path, exc)
+    return errors.OpenAIError(
+        "The service's database is unavailable right now. Please retry in a few seconds.",
+        status=503,
+        type=errors.SERVER,
+        code="database_unavailable",
+        headers={"retry-after": "2"},
+    ).response()
 
 
 @api.exception_handler(Exception)

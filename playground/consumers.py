@@ -38,6 +38,7 @@ from gateway.providers import provider_for
 from gateway.providers.base import ChatJob, ChatTurn
 from gateway.providers.cascade import PCM_RATE, Heard, Spoken
 from usage.ledger import Charge
+from usage.pricing import Metered
 
 logger = logging.getLogger(__name__)
 
@@ -429,6 +430,12 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             entry=self.entry,
             endpoint=ENDPOINT,
         )
+        try:
+            await charge.admit(Metered(text_tokens_out=turn.job.max_tokens))
+        except OpenAIError as exc:  # a limit of the key: no response, the socket stays open
+            self.pending_heard = heard + self.pending_heard
+            await self.send_event("error", error={**exc.body()["error"], "event_id": None})
+            return
         response = {
             "object": "realtime.response",
             "id": response_id,

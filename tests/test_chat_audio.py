@@ -186,7 +186,8 @@ def test_streamed_audio_pcm16_through_create_stream(openai_client, prompts):
     assert len(expiries) == 1
     assert kinds.index("transcript") < kinds.index("data")  # text runs ahead of speech
     assert len(pcm) % 2 == 0
-    assert len(pcm) > 24_000
+    # A quarter second or more of 24 kHz pcm16: the reply's length varies (sampled, 12 tokens).
+    assert len(pcm) > 12_000
     samples = np.frombuffer(bytes(pcm), dtype="<i2")
     heard = transcribe(wav_file(samples), "reply.wav")
     assert heard_error_rate(transcript, heard) <= MAX_HEARD_ERROR, (transcript, heard)
@@ -360,7 +361,7 @@ def test_client_leaving_mid_stream_is_billed_once_for_what_was_made(arouter_serv
             if '"data":"' in line:  # the first audio chunk: leave now
                 break
     deadline = time.monotonic() + 60
-    while not UsageRecord.objects.filter(api_key=live_key.api_key).exists():
+    while not UsageRecord.objects.finished().filter(api_key=live_key.api_key).exists():
         assert time.monotonic() < deadline, "no usage record after the client left"
         time.sleep(0.2)
     time.sleep(1)
@@ -423,7 +424,8 @@ def test_upstream_audio_model_gets_the_body_whole(openai_client, peer, tmp_path,
         for c in chunks
         if c.choices and c.choices[0].delta.audio
     )
-    assert len(pcm) > 24_000
+    # A quarter second or more of 24 kHz pcm16: the reply's length varies (sampled, 12 tokens).
+    assert len(pcm) > 12_000
     records = UsageRecord.objects.filter(model="peer/audio").order_by("id")
     assert [r.status_code for r in records] == [200, 200]
     assert records[0].audio_tokens_in == response.usage.prompt_tokens_details.audio_tokens

@@ -116,7 +116,7 @@ def wait_for_usage(key, count: int = 1, timeout: float = 30.0) -> list[UsageReco
     """The ledger rows of `key` once `count` exist (the stream bills when it ends)."""
     deadline = time.monotonic() + timeout
     while True:
-        rows = list(UsageRecord.objects.filter(api_key__lookup=key.api_key.lookup))
+        rows = list(UsageRecord.objects.finished().filter(api_key__lookup=key.api_key.lookup))
         if len(rows) >= count or time.monotonic() > deadline:
             return rows
         time.sleep(0.05)

@@ -251,7 +251,7 @@ def test_client_leaving_mid_stream_is_billed_for_what_was_decoded(
                 break
     assert first["type"] == "transcript.text.delta"
     for _ in range(600):  # the row is written once the server notices the disconnect
-        record = UsageRecord.objects.filter(api_key=live_key.api_key).first()
+        record = UsageRecord.objects.finished().filter(api_key=live_key.api_key).first()
         if record is not None:
             break
         time.sleep(0.1)

@@ -30,7 +30,7 @@ def record_of(model: str) -> UsageRecord:
     deadline = time.monotonic() + 10
     while True:
         try:
-            return UsageRecord.objects.get(model=model)
+            return UsageRecord.objects.finished().get(model=model)
         except UsageRecord.DoesNotExist:
             if time.monotonic() > deadline:
                 raise

@@ -5,6 +5,16 @@ from decimal import Decimal
 from django.db import models
 from django.utils import timezone
 
+# The status of a row whose request never finished (its process died mid-stream); a stream's
+# row carries it from the moment the stream starts until the stream ends.
+INTERRUPTED = 0
+
+
+class UsageRecordQuerySet(models.QuerySet):
+    def finished(self) -> "UsageRecordQuerySet":
+        """Rows of requests that have ended (not streams still running, or cut off)."""
+        return self.exclude(status_code=INTERRUPTED)
+
 
 class UsageRecord(models.Model):
     api_key = models.ForeignKey("accounts.ApiKey", models.CASCADE, related_name="usage_records")
@@ -25,6 +35,8 @@ class UsageRecord(models.Model):
     cost = models.DecimalField(max_digits=16, decimal_places=8, default=Decimal(0))
     latency_ms = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
+
+    objects = UsageRecordQuerySet.as_manager()
 
     class Meta:
         indexes = [

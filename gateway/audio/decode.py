@@ -8,10 +8,12 @@ unusable is an OpenAI 400 naming `file`; nothing here raises anything else.
 
 import io
 import logging
+import os
 from dataclasses import dataclass
 
 import av
 import numpy as np
+from django.conf import settings
 
 from gateway.errors import OpenAIError, invalid_param
 
@@ -49,15 +51,16 @@ def _bad_file(message: str) -> OpenAIError:
     return invalid_param(message, param="file", code="invalid_value")
 
 
-def decode_audio(content: bytes) -> DecodedAudio:
-    """The first audio stream of an upload, downmixed and resampled to 16 kHz mono float32.
+def decode_audio(source: bytes | str) -> DecodedAudio:
+    """The first audio stream of an upload (its bytes, or the path of the file holding
+    it), downmixed and resampled to 16 kHz mono float32.
 
     Blocking (FFmpeg work): call it off the event loop.
     """
-    if not content:
+    if (os.path.getsize(source) if isinstance(source, str) else len(source)) == 0:
         raise _bad_file("The audio file is empty.")
     try:
-        container = av.open(io.BytesIO(content), mode="r")
+        container = av.open(source if isinstance(source, str) else io.BytesIO(source), mode="r")
     except (av.FFmpegError, ValueError, OSError):
         raise _bad_file(
             "The file could not be read as audio: it is corrupt or not an audio file. "
@@ -82,15 +85,30 @@ def decode_audio(content: bytes) -> DecodedAudio:
     return DecodedAudio(samples=samples, container=SUPPORTED_CONTAINERS[name])
 
 
+def _too_long(limit: float) -> OpenAIError:
+    return invalid_param(
+        f"The audio is longer than the {limit:g} seconds this server accepts.",
+        param="file",
+        code="audio_too_long",
+    )
+
+
 def _decode_stream(container) -> np.ndarray:
     # Through 16-bit samples, exactly as faster-whisper's own decode_audio does, so the
     # gateway hears bit for bit what bare faster-whisper hears (same text, same timings).
     resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
     chunks: list[np.ndarray] = []
+    # Counted while decoding: a small file can claim hours (silence compresses to nearly
+    # nothing), and decoding stops at the limit instead of filling memory.
+    limit = settings.AROUTER_MAX_AUDIO_SECONDS
+    budget = int(limit * SAMPLE_RATE)
     try:
         for frame in container.decode(audio=0):
             for out in resampler.resample(frame):
                 chunks.append(out.to_ndarray().reshape(-1))
+                budget -= len(chunks[-1])
+            if budget < 0:
+                raise _too_long(limit)
     except (av.FFmpegError, ValueError) as exc:
         # A file cut short decodes up to the damage, as FFmpeg itself would; one that
         # yields nothing at all is corrupt.

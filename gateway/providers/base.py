@@ -4,8 +4,10 @@ Views speak only these interfaces; local engines and upstream services both impl
 them, so routing a model elsewhere is a catalog change, not a code change.
 """
 
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
 # --- speech to text ---------------------------------------------------------------------
@@ -13,11 +15,29 @@ from typing import Literal, Protocol, runtime_checkable
 
 @dataclass(frozen=True)
 class AudioUpload:
-    """Audio as the client sent it: bytes plus the name it gave them."""
+    """Audio as the client sent it, with the name it gave it.
 
-    content: bytes
+    Small uploads are bytes in memory. A large one stays in the temporary file Django
+    spilled it to (`path`): decoders open the file, and only code that must have the
+    bytes (an upstream request) reads them.
+    """
+
+    content: bytes = b""
     filename: str = "audio"
     content_type: str = ""
+    path: str | None = None
+
+    @property
+    def size(self) -> int:
+        return os.path.getsize(self.path) if self.path else len(self.content)
+
+    @property
+    def source(self) -> bytes | str:
+        """What a decoder opens: the file's path, or the bytes."""
+        return self.path or self.content
+
+    def read(self) -> bytes:
+        return Path(self.path).read_bytes() if self.path else self.content
 
 
 @dataclass(frozen=True)

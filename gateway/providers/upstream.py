@@ -27,6 +27,7 @@ import httpx
 from gateway.audio import chunking, transcode
 from gateway.catalog import ModelEntry, catalog
 from gateway.errors import OpenAIError
+from gateway.providers import multipart
 from gateway.providers.base import (
     AudioUpload,
     ChatJob,
@@ -110,12 +111,15 @@ class UpstreamProvider:
     async def transcribe(self, job: TranscriptionJob) -> Transcript:
         options = self.client.options
         upload = job.upload
-        fmt = transcode.format_of(upload.filename, upload.content)
+        content = await asyncio.to_thread(upload.read)  # the upstream needs the bytes
+        fmt = transcode.format_of(upload.filename, content)
         refuses_format = bool(options.accepted_formats) and fmt not in options.accepted_formats
-        too_large = len(upload.content) > options.max_upload_bytes
+        too_large = len(content) > options.max_upload_bytes
         if not (refuses_format or too_large):
-            return await self._transcribe_file(job, upload)
-        samples = await asyncio.to_thread(transcode.decode_mono16k, upload.content)
+            return await self._transcribe_file(
+                job, AudioUpload(content, upload.filename, upload.content_type)
+            )
+        samples = await asyncio.to_thread(transcode.decode_mono16k, content)
         duration = len(samples) / transcode.RATE
         max_seconds = (options.max_upload_bytes * 0.95 - 8192) / transcode.BYTES_PER_SECOND
         cuts = chunking.plan_cuts(samples, transcode.RATE, max_seconds)
@@ -147,8 +151,10 @@ class UpstreamProvider:
                 data["language"] = job.language
             if job.word_timestamps and self.transcript_format == "verbose_json":
                 data["timestamp_granularities[]"] = ["segment", "word"]
-        files = {"file": (upload.filename, upload.content, upload.content_type or None)}
-        body = await self.client.json("POST", path, data=data, files=files)
+        content, content_type = multipart.encode(data, upload)
+        body = await self.client.json(
+            "POST", path, content=content, headers={"content-type": content_type}
+        )
         return await self._transcript(body, job, upload)
 
     async def _transcript(
@@ -166,7 +172,7 @@ class UpstreamProvider:
             duration = usage.get("seconds")
         if duration is None:
             # No duration from the upstream: measure it, so the call is never billed at $0.
-            duration = await asyncio.to_thread(transcode.duration_of, upload.content)
+            duration = await asyncio.to_thread(transcode.duration_of, upload.read())
         language = str(body.get("language") or job.language or "")
         if job.task == "translate":
             language = "english"

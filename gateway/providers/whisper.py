@@ -272,7 +272,7 @@ class WhisperProvider:
         """Worker-thread generator: each Segment as Whisper decodes it, then the Transcript."""
         self._begin()
         try:
-            audio = decode_audio(job.upload.content)
+            audio = decode_audio(job.upload.source)
             model = self.load()
             pieces, info = model.transcribe(
                 audio.samples,

@@ -28,6 +28,7 @@ from gateway.providers import provider_for
 from gateway.providers.base import ChatJob
 from gateway.providers.cascade import PCM_RATE, Spoken
 from usage.ledger import Charge
+from usage.pricing import Metered
 
 logger = logging.getLogger(__name__)
 router = Router(tags=["chat"])
@@ -90,6 +91,9 @@ async def create_chat_completion(request: HttpRequest):
     provider = provider_for(entry)
     check_capabilities(chat, entry, provider)
     charge = Charge(request=request, entry=entry, endpoint=ENDPOINT)
+    # About four bytes of request per token in; the whole reply budget out.
+    estimate = Metered(text_tokens_in=len(request.body) // 4, text_tokens_out=chat.token_budget())
+    await charge.admit(estimate)
     if relays(provider) and (chat.has_audio_input or chat.wants_audio):
         return await relay_request(chat, request, provider, charge)
     try:
@@ -115,6 +119,7 @@ async def create_chat_completion(request: HttpRequest):
     completion_id = f"chatcmpl-{uuid.uuid4().hex[:29]}"
     created = int(time.time())  # when the request started, as OpenAI reports it
     if chat.stream:
+        await charge.open_stream()
         response = StreamingHttpResponse(
             stream_completion(chat, turn, charge, completion_id, created),
             content_type="text/event-stream",
@@ -128,6 +133,7 @@ async def create_chat_completion(request: HttpRequest):
 async def relay_request(chat: ChatRequest, request: HttpRequest, provider, charge: Charge):
     body = json.loads(request.body)
     if chat.stream:
+        await charge.open_stream()
         response = StreamingHttpResponse(
             relay_stream(chat, body, provider, charge), content_type="text/event-stream"
         )

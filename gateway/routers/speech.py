@@ -23,6 +23,7 @@ from gateway.errors import OpenAIError, invalid_param
 from gateway.providers import provider_for
 from gateway.providers.base import SpeechJob, SpeechMeter, Synthesizer
 from usage.ledger import Charge
+from usage.pricing import Metered
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +132,7 @@ def _meter_into(charge: Charge, meter: SpeechMeter) -> None:
 async def create_speech(request: HttpRequest, body: SpeechRequest) -> StreamingHttpResponse:
     entry = catalog().resolve(body.model, "speech")
     charge = Charge(request, entry, ENDPOINT)
+    await charge.admit(Metered(characters=len(body.input)))
     try:
         synthesizer = _synthesizer(entry)
         voice = _voice_name(body.voice)
@@ -162,6 +164,7 @@ async def create_speech(request: HttpRequest, body: SpeechRequest) -> StreamingH
         await charge.record(getattr(exc, "status", 500))
         raise
     sse = body.stream_format == "sse"
+    await charge.open_stream()
     response = StreamingHttpResponse(
         _billed(audio, first, charge, meter, sse),
         content_type="text/event-stream" if sse else CONTENT_TYPES[job.response_format],

@@ -40,7 +40,9 @@ from gateway.transcripts import (
     duration_usage,
     render,
 )
+from limits.admission import estimated_audio_seconds
 from usage.ledger import Charge
+from usage.pricing import Metered
 
 logger = logging.getLogger(__name__)
 
@@ -93,10 +95,14 @@ def _read_upload(request: HttpRequest) -> AudioUpload:
             param="file",
             code="request_too_large",
         )
+    # Past FILE_UPLOAD_MAX_MEMORY_SIZE Django spilled the upload to a temporary file (gone
+    # when the request ends): keep it there rather than read it into memory.
+    spilled = getattr(uploaded, "temporary_file_path", None)
     return AudioUpload(
-        content=uploaded.read(),
+        content=b"" if spilled else uploaded.read(),
         filename=uploaded.name or "audio",
         content_type=uploaded.content_type or "",
+        path=spilled() if spilled else None,
     )
 
 
@@ -283,6 +289,7 @@ async def _speech_to_text(
     form = await asyncio.to_thread(parse_form, request, task)
     entry = catalog().resolve(form.model, "transcription")
     charge = Charge(request, entry, endpoint)
+    await charge.admit(Metered(audio_seconds_in=estimated_audio_seconds(form.upload.size)))
     try:
         transcriber = _transcriber(entry)
         job = TranscriptionJob(
@@ -302,6 +309,7 @@ async def _speech_to_text(
             except BaseException:
                 await items.aclose()
                 raise
+            await charge.open_stream()
             response = StreamingHttpResponse(
                 _events(items, first, charge), content_type="text/event-stream"
             )
