@@ -7,7 +7,7 @@ PORT ?= 8000
 WEB_CONCURRENCY ?= 1
 STAMP := $(VENV)/.installed
 
-.PHONY: install run serve test test-deps espeak-ng lint fmt bench
+.PHONY: install run serve test test-deps espeak-ng chromium lint fmt bench
 
 install: $(STAMP)
 
@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml
 run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py createkey --team demo --name demo --skip-if-exists
+	@echo "Dashboard and playground: open http://$(HOST):$(PORT)/ and sign up."
 	$(MAKE) --no-print-directory serve
 
 serve:
@@ -30,10 +31,12 @@ serve:
 test: install test-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# Test-only tools: the `openai` npm package runs the spec's JavaScript examples, and
-# espeak-ng (Debian) speaks the Spanish fixture that translation tests hear.
+# Test-only tools: the `openai` npm package runs the spec's JavaScript examples,
+# espeak-ng (Debian) speaks the Spanish fixture that translation tests hear, and Debian's
+# Chromium runs the browser tests (driven by Playwright's Python package, no browser download).
 test-deps: tests/js/node_modules/.installed
 	@command -v espeak-ng >/dev/null || $(MAKE) --no-print-directory espeak-ng
+	@test -x /usr/bin/chromium || $(MAKE) --no-print-directory chromium
 
 tests/js/node_modules/.installed: tests/js/package-lock.json
 	npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
@@ -41,6 +44,9 @@ tests/js/node_modules/.installed: tests/js/package-lock.json
 
 espeak-ng:
 	apt-get install -y -q espeak-ng || (apt-get update -q && apt-get install -y -q espeak-ng)
+
+chromium:
+	apt-get install -y -q chromium || (apt-get update -q && apt-get install -y -q chromium)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -8,6 +8,7 @@ from django.dispatch import receiver
 from django.utils import timezone
 from ninja.security.base import AuthBase
 
+from accounts import ephemeral
 from accounts.models import ApiKey, key_digest
 from arouter.hot_path_db import run_query
 from gateway.errors import invalid_api_key
@@ -22,9 +23,14 @@ MISSING_KEY = (
 _verified: dict[str, tuple[ApiKey, float]] = {}
 
 
+def forget_cached_key(api_key: ApiKey) -> None:
+    """Drop a key from this worker's cache (others let it expire, see the setting)."""
+    _verified.pop(api_key.digest, None)
+
+
 @receiver([post_save, post_delete], sender=ApiKey)
 def _forget_changed_key(sender, instance: ApiKey, **kwargs) -> None:
-    _verified.pop(instance.digest, None)
+    forget_cached_key(instance)
 
 
 def _incorrect(raw: str) -> str:
@@ -55,10 +61,13 @@ async def _verified_key(raw: str) -> ApiKey | None:
 
 
 async def authenticate_key(raw: str) -> ApiKey:
-    """The usable key for a raw secret, or the OpenAI 401 a client should see."""
-    api_key = await _verified_key(raw)
-    if api_key is None:
-        raise invalid_api_key(_incorrect(raw))
+    """The usable key for a raw secret (or a playground token), or the OpenAI 401."""
+    if raw.startswith(ephemeral.PREFIX):
+        api_key = await ephemeral.key_for(raw)
+    else:
+        api_key = await _verified_key(raw)
+        if api_key is None:
+            raise invalid_api_key(_incorrect(raw))
     now = timezone.now()
     if api_key.is_revoked:
         raise invalid_api_key("This API key has been revoked.")

@@ -18,6 +18,7 @@ from django.test import AsyncClient, Client
 
 from accounts.models import ApiKey, IssuedKey, Membership, Team
 from gateway.providers.attempts import start_attempt_log
+from tests.pages import logged_in
 
 
 @pytest.fixture(autouse=True)
@@ -190,3 +191,31 @@ def run_js_snippet(arouter_server, live_key):
         )
 
     return run
+
+
+# --- page clients: the same people, logged in ------------------------------------------
+
+
+@pytest.fixture
+def as_owner(owner) -> Client:
+    return logged_in(owner)
+
+
+@pytest.fixture
+def as_member(member) -> Client:
+    return logged_in(member)
+
+
+@pytest.fixture
+def as_outsider(outsider) -> Client:
+    return logged_in(outsider)
+
+
+@pytest.fixture
+def fresh_cache():
+    """An empty Django cache (log-in throttling counts live there, in Redis under CI)."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield cache
+    cache.clear()

@@ -1,0 +1,1 @@
+"""Account pages: sign-up and log-in, teams and members, invitations, API keys."""

@@ -1,0 +1,108 @@
+"""API keys of a team: list with this month's spend, create (shown once), edit, revoke."""
+
+from decimal import Decimal
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db.models import DecimalField, Q, Sum, Value
+from django.db.models.functions import Coalesce
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_http_methods
+
+from accounts.access import manager_membership_or_404, membership_or_404
+from accounts.forms import KeyForm
+from accounts.models import ApiKey, Membership
+
+NEW_KEY_SESSION = "arouter.new_key"
+
+
+def month_start():
+    return timezone.now().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def keys_with_spend(team_id: int):
+    """The team's keys, newest first, each with `month_spend`: one aggregate query."""
+    this_month = Q(usage_records__created_at__gte=month_start())
+    zero = Value(Decimal(0), output_field=DecimalField(max_digits=16, decimal_places=8))
+    return (
+        ApiKey.objects.filter(team_id=team_id)
+        .annotate(month_spend=Coalesce(Sum("usage_records__cost", filter=this_month), zero))
+        .order_by("-created_at")
+    )
+
+
+def _page(
+    request: HttpRequest, membership: Membership, form: KeyForm, status: int = 200, **extra
+) -> HttpResponse:
+    context = {
+        "team": membership.team,
+        "membership": membership,
+        "keys": keys_with_spend(membership.team_id),
+        "form": form,
+        "now": timezone.now(),
+        **extra,
+    }
+    return render(request, "accounts/keys.html", context, status=status)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def keys(request: HttpRequest, team_id: int) -> HttpResponse:
+    """Everyone in the team sees the keys (to pick one in the playground); managers create."""
+    membership = membership_or_404(request.user, team_id)
+    if request.method == "GET":
+        new_key = request.session.get(NEW_KEY_SESSION) or {}
+        if new_key.get("team") == membership.team_id:
+            del request.session[NEW_KEY_SESSION]
+        else:
+            new_key = {}
+        return _page(
+            request,
+            membership,
+            KeyForm(),
+            new_key=new_key.get("raw"),
+            new_key_name=new_key.get("name"),
+        )
+    membership = manager_membership_or_404(request.user, team_id)
+    form = KeyForm(request.POST)
+    if not form.is_valid():
+        return _page(request, membership, form, status=400)
+    issued = ApiKey.issue(membership.team, created_by=request.user, **form.cleaned_data)
+    # Post/redirect/get, so a reload cannot make a second key. The secret waits in the
+    # server-side session for the one page that shows it, which takes it out again.
+    request.session[NEW_KEY_SESSION] = {
+        "raw": issued.raw,
+        "name": issued.api_key.name,
+        "team": membership.team_id,
+    }
+    return redirect("accounts:keys", team_id=team_id)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def edit_key(request: HttpRequest, team_id: int, key_id: int) -> HttpResponse:
+    membership = manager_membership_or_404(request.user, team_id)
+    api_key = get_object_or_404(ApiKey, pk=key_id, team_id=team_id)
+    form = KeyForm(request.POST or None, instance=api_key)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.success(request, f"Key {api_key.name} saved.")
+        return redirect("accounts:keys", team_id=team_id)
+    context = {"team": membership.team, "membership": membership, "key": api_key, "form": form}
+    return render(request, "accounts/key_edit.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def revoke_key(request: HttpRequest, team_id: int, key_id: int) -> HttpResponse:
+    """GET asks for confirmation; POST revokes."""
+    membership = manager_membership_or_404(request.user, team_id)
+    api_key = get_object_or_404(ApiKey, pk=key_id, team_id=team_id)
+    if request.method == "POST":
+        api_key.revoke()
+        messages.success(request, f"Key {api_key.name} ({api_key.masked}) is revoked.")
+        return redirect("accounts:keys", team_id=team_id)
+    context = {"team": membership.team, "membership": membership, "key": api_key}
+    return render(request, "accounts/key_revoke.html", context)
