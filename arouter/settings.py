@@ -156,6 +156,9 @@ if DATABASE_URL:
     except ValueError as exc:
         raise ImproperlyConfigured(f"DATABASE_URL is not a usable database URL: {exc}") from None
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # A pooled connection is checked as it is handed out, so after a database restart
+        # the first request gets a live connection rather than one the server killed.
+        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
         # Under ASGI, Django's persistent connections don't fit; psycopg's pool does.
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
             "min_size": 1,

@@ -24,7 +24,7 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
 
 
 def heard_error_rate(spoken: str, heard: str) -> float:
-    """How far what Whisper heard is from a reply's transcript, by characters with the word
+    """How far what Whisper heard is from what was spoken, by characters with the word
     breaks removed: the base model's short replies make word error rates jump on one merged
     homophone ("France is" heard as "Francis" is two word errors in six), while real
     mishearing still shows up as changed characters."""
