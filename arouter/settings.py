@@ -249,13 +249,9 @@ LOGGING = {
     # httpx logs every upstream request at INFO, upstream URLs included.
     "loggers": {
         # uvicorn's own messages (errors in the ASGI app among them) are filtered too.
-        # On the loggers too, as uvicorn may install its own handlers after this config.
-        "uvicorn": {
-            "handlers": ["console"],
-            "filters": ["redact_secrets"],
-            "level": "INFO",
-            "propagate": False,
-        },
+        # On the logger too, as uvicorn may install its own handlers after this config.
+        # Not its parent "uvicorn": configuring it would reset "uvicorn.access" (dictConfig
+        # re-enables propagation of configured loggers' children), undoing --no-access-log.
         "uvicorn.error": {
             "handlers": ["console"],
             "filters": ["redact_secrets"],

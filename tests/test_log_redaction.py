@@ -60,3 +60,19 @@ def test_uvicorns_own_lines_are_masked_whatever_handlers_it_installed():
         error_logger.removeHandler(probe)
     assert KEY not in buffer.getvalue()
     assert "lr_live_AbCd****defg" in buffer.getvalue()
+
+
+def test_uvicorns_no_access_log_survives_djangos_logging_config():
+    """`make serve` runs uvicorn with --no-access-log; Django configures logging after
+    uvicorn did (as the app is imported), and must not switch the access log back on."""
+    import logging.config
+
+    import uvicorn
+    from django.conf import settings
+
+    uvicorn.Config("arouter.asgi:application", access_log=False).configure_logging()
+    logging.config.dictConfig(settings.LOGGING)
+
+    access = logging.getLogger("uvicorn.access")
+    assert access.propagate is False
+    assert access.handlers == []
