@@ -2,7 +2,8 @@
 
 One run, one machine, one stub upstream on loopback (a minimal OpenAI-compatible server,
 in its own process). The same requests go directly to the stub, through ARouter (key auth
-and the usage ledger on, SQLite), through LiteLLM's proxy and through Portkey's gateway:
+and the usage ledger on, SQLite), through LiteLLM's proxy and through Portkey's gateway, each
+gateway running alone beside the stub while it is measured:
 
 - a 277 KB multipart transcription (an 8.6 s WAV) and a JSON speech request;
 - requests/s at 16 concurrent keep-alive clients, measured with `ab` (apache2-utils), a
@@ -376,68 +377,85 @@ def main() -> None:
     if not shutil.which("ab"):
         sys.exit("ab not found: apt-get install apache2-utils")
 
-    procs: list[subprocess.Popen] = []
     work = Path(tempfile.mkdtemp(prefix="arouter-bench-"))
+    stub: list[subprocess.Popen] = []
     try:
         stub_port = free_port()
-        procs.append(subprocess.Popen([sys.executable, __file__, "--stub", str(stub_port)]))
-        wait_for_port(stub_port, procs[-1])
-        direct = Target("direct", stub_port, "/v1", {"Authorization": "Bearer sk-stub"},
-                        "whisper-1", "tts-1", "tts-stream")  # fmt: skip
-        targets = [direct]
-        starters = {"arouter": start_arouter, "litellm": start_litellm, "portkey": start_portkey}
-        for name in args.only:
-            target = starters[name](stub_port, work, procs)
-            if target is not None:
-                targets.append(target)
-
+        stub.append(subprocess.Popen([sys.executable, __file__, "--stub", str(stub_port)]))
+        wait_for_port(stub_port, stub[0])
         audio = wav_277kb()
         print(f"transcription upload: {len(multipart('whisper-1', audio)) / 1024:.0f} KB "
               f"multipart; speech: JSON -> {SPEECH_BYTES} B mp3; 16 clients for req/s")  # fmt: skip
-        results: dict[str, dict[str, dict[str, float | str]]] = {}
-        for kind in ("transcription", "speech"):
-            results[kind] = {}
-            for target in targets:
-                path, body, ctype = requests_for(target, audio)[kind]
-                try:
-                    latency = median_latency(target, path, body, ctype, args.latency_samples)
-                    rps = ab_rps(target, path, body, ctype, args.requests, work)
-                    results[kind][target.name] = {"rps": rps, "latency": latency}
-                except Exception as exc:  # a peer that cannot serve this request
-                    results[kind][target.name] = {"error": str(exc)[:120]}
-        for kind, rows in results.items():
-            print(f"\n{kind}")
-            base = rows["direct"]["latency"]
-            print(f"  {'target':10} {'req/s @16':>10} {'median ms @1':>13} {'added ms':>9}")
-            for name, row in rows.items():
-                if "error" in row:
-                    print(f"  {name:10} failed: {row['error']}")
-                    continue
-                added = row["latency"] - base
-                print(f"  {name:10} {row['rps']:10.0f} {row['latency']:13.2f} {added:9.2f}")
-            peers = [
-                r["rps"] for n, r in rows.items() if n in ("litellm", "portkey") and "rps" in r
-            ]
-            if "arouter" in rows and "rps" in rows["arouter"] and peers:
-                print(f"  ARouter / best peer req/s: {rows['arouter']['rps'] / max(peers):.2f}x")
-
-        print(f"\nstreamed speech ({STREAM_CHUNKS} chunks, {STREAM_GAP * 1000:.0f} ms apart)")
-        print(f"  {'target':10} {'first byte ms':>14} {'last byte ms':>13}")
-        for target in targets:
+        direct = Target("direct", stub_port, "/v1", {"Authorization": "Bearer sk-stub"},
+                        "whisper-1", "tts-1", "tts-stream")  # fmt: skip
+        results = {"transcription": {}, "speech": {}, "stream": {}}
+        measure(direct, audio, args, work, results)
+        starters = {"arouter": start_arouter, "litellm": start_litellm, "portkey": start_portkey}
+        for name in args.only:
+            # One gateway at a time beside the stub: an idle peer's background work (LiteLLM
+            # has some) would otherwise take CPU from the one being measured.
+            procs: list[subprocess.Popen] = []
             try:
-                first, total = first_byte(target)
-                print(f"  {target.name:10} {first:14.1f} {total:13.1f}")
-            except Exception as exc:
-                print(f"  {target.name:10} failed: {str(exc)[:100]}")
+                target = starters[name](stub_port, work, procs)
+                if target is not None:
+                    measure(target, audio, args, work, results)
+            finally:
+                stop(procs)
+        report(results)
     finally:
-        for process in procs:
-            process.terminate()
-        for process in procs:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop(stub)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def measure(target: Target, audio: bytes, args, work: Path, results: dict) -> None:
+    for kind in ("transcription", "speech"):
+        path, body, ctype = requests_for(target, audio)[kind]
+        try:
+            latency = median_latency(target, path, body, ctype, args.latency_samples)
+            rps = ab_rps(target, path, body, ctype, args.requests, work)
+            results[kind][target.name] = {"rps": rps, "latency": latency}
+        except Exception as exc:  # a peer that cannot serve this request
+            results[kind][target.name] = {"error": str(exc)[:120]}
+    try:
+        first, total = first_byte(target)
+        results["stream"][target.name] = {"first": first, "total": total}
+    except Exception as exc:
+        results["stream"][target.name] = {"error": str(exc)[:100]}
+
+
+def report(results: dict) -> None:
+    for kind in ("transcription", "speech"):
+        rows = results[kind]
+        print(f"\n{kind}")
+        base = rows["direct"]["latency"]
+        print(f"  {'target':10} {'req/s @16':>10} {'median ms @1':>13} {'added ms':>9}")
+        for name, row in rows.items():
+            if "error" in row:
+                print(f"  {name:10} failed: {row['error']}")
+                continue
+            added = row["latency"] - base
+            print(f"  {name:10} {row['rps']:10.0f} {row['latency']:13.2f} {added:9.2f}")
+        peers = [r["rps"] for n, r in rows.items() if n in ("litellm", "portkey") and "rps" in r]
+        if "arouter" in rows and "rps" in rows["arouter"] and peers:
+            print(f"  ARouter / best peer req/s: {rows['arouter']['rps'] / max(peers):.2f}x")
+
+    print(f"\nstreamed speech ({STREAM_CHUNKS} chunks, {STREAM_GAP * 1000:.0f} ms apart)")
+    print(f"  {'target':10} {'first byte ms':>14} {'last byte ms':>13}")
+    for name, row in results["stream"].items():
+        if "error" in row:
+            print(f"  {name:10} failed: {row['error']}")
+        else:
+            print(f"  {name:10} {row['first']:14.1f} {row['total']:13.1f}")
+
+
+def stop(procs: list[subprocess.Popen]) -> None:
+    for process in procs:
+        process.terminate()
+    for process in procs:
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 if __name__ == "__main__":
