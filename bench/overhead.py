@@ -319,10 +319,13 @@ def median_latency(target: Target, path: str, body: bytes, ctype: str, n: int) -
     return statistics.median(samples) * 1000
 
 
-def ab_rps(target: Target, path: str, body: bytes, ctype: str, n: int, work: Path) -> float:
-    body_file = work / f"body-{target.name}-{abs(hash(path))}"
-    body_file.write_bytes(body)
-    cmd = ["ab", "-q", "-k", "-c", "16", "-n", str(n), "-p", str(body_file), "-T", ctype]
+def ab_rps(target: Target, path: str, body: bytes | None, ctype: str, n: int, work: Path) -> float:
+    """Requests/s at 16 kept-alive clients: a POST of `body`, or a GET without one."""
+    cmd = ["ab", "-q", "-k", "-c", "16", "-n", str(n)]
+    if body is not None:
+        body_file = work / f"body-{target.name}-{abs(hash(path))}"
+        body_file.write_bytes(body)
+        cmd += ["-p", str(body_file), "-T", ctype]
     for name, value in target.headers.items():
         cmd += ["-H", f"{name}: {value}"]
     cmd.append(f"http://127.0.0.1:{target.port}{path}")
@@ -357,6 +360,54 @@ def first_byte(target: Target, n: int = 5) -> tuple[float, float]:
         totals.append(time.perf_counter() - started)
         conn.close()
     return statistics.median(firsts) * 1000, statistics.median(totals) * 1000
+
+
+# --- floors: what the parts of a gateway cost on their own -----------------------------------
+
+
+def httpx_rps(stub_port: int, body: bytes, ctype: str, n: int) -> float:
+    """The transcription request sent to the stub by httpx alone, configured as ARouter's
+    upstream client is (its asyncio network backend, uvloop), at 16 concurrent requests:
+    the most any gateway built on that client can do, before any gateway work."""
+    import httpx
+    import uvloop
+
+    sys.path.insert(0, str(BASE_DIR))
+    from gateway.providers.asyncio_network import transport_for
+
+    base_url = f"http://127.0.0.1:{stub_port}/v1"
+    limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)
+
+    async def run() -> float:
+        transport = transport_for(base_url, http2=False, limits=limits)
+        async with httpx.AsyncClient(base_url=base_url, transport=transport) as client:
+            left = n
+
+            async def one_client() -> None:
+                nonlocal left
+                while left > 0:
+                    left -= 1
+                    response = await client.post(
+                        "/audio/transcriptions", content=body, headers={"content-type": ctype}
+                    )
+                    response.json()
+
+            started = time.perf_counter()
+            await asyncio.gather(*(one_client() for _ in range(16)))
+            return n / (time.perf_counter() - started)
+
+    return uvloop.run(run())
+
+
+def floors(stub_port: int, arouter: Target, audio: bytes, args, work: Path) -> None:
+    _, body, ctype = requests_for(arouter, audio)["transcription"]
+    client = httpx_rps(stub_port, body, ctype, args.requests)
+    framework = ab_rps(arouter, f"/v1/models/{arouter.stt_model}", None, "", args.requests, work)
+    print("\nfloors (16 clients)")
+    print(f"  httpx alone, transcription to the stub      {client:8.0f} req/s")
+    print(f"  ARouter GET /v1/models/<id> (key auth only)  {framework:8.0f} req/s")
+    ceiling = 1 / (1 / client + 1 / framework)
+    print(f"  both in one process, at most                {ceiling:8.0f} req/s")
 
 
 # --- the run --------------------------------------------------------------------------------
@@ -399,6 +450,8 @@ def main() -> None:
                 target = starters[name](stub_port, work, procs)
                 if target is not None:
                     measure(target, audio, args, work, results)
+                    if name == "arouter":
+                        floors(stub_port, target, audio, args, work)
             finally:
                 stop(procs)
         report(results)
