@@ -271,6 +271,9 @@ AROUTER_CATALOG = env_path("AROUTER_CATALOG", BASE_DIR / "gateway" / "catalog.to
 AROUTER_MAX_UPLOAD_BYTES = env_int("AROUTER_MAX_UPLOAD_MB", 25, minimum=1) * 1024 * 1024
 # Longest audio decoded from an upload; decoding stops there (a tiny file can claim hours).
 AROUTER_MAX_AUDIO_SECONDS = env_float("AROUTER_MAX_AUDIO_SECONDS", 3600, minimum=1)
+# Uploaded audio is not kept after its request; name a folder here to keep a copy of each.
+_keep_uploads = env_str("AROUTER_KEEP_UPLOADS_DIR")
+AROUTER_KEEP_UPLOADS_DIR = Path(_keep_uploads).expanduser().resolve() if _keep_uploads else None
 # Request bodies and uploads above this size spill to a temporary file instead of memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 # JSON bodies carry base64 audio for chat; allow them to be as large as an upload.

@@ -71,3 +71,54 @@ def test_a_spilled_upload_is_decoded_from_its_file_not_read_into_memory(rf, spil
     assert upload.size == len(audio)
     assert upload.read() == audio  # bytes only for whoever needs them (an upstream)
     assert abs(decode_audio(upload.source).duration - 62.0) < 0.01
+
+
+@pytest.fixture
+def archive_dir(settings, tmp_path):
+    settings.AROUTER_KEEP_UPLOADS_DIR = tmp_path / "kept"
+    return settings.AROUTER_KEEP_UPLOADS_DIR
+
+
+def test_nothing_is_kept_unless_a_folder_is_named():
+    from django.conf import settings
+
+    assert settings.AROUTER_KEEP_UPLOADS_DIR is None  # the default: see the test above
+
+
+@pytest.mark.parametrize("size", ["small", "spilled"])
+def test_a_named_folder_keeps_each_upload_under_its_request_id(
+    api, api_key, spill, archive_dir, size
+):
+    audio = two_megabytes_of_audio() if size == "spilled" else wav_file(np.zeros(8000), 16_000)
+
+    response = api.post(
+        "/v1/audio/transcriptions",
+        {
+            "model": "local/whisper-tiny.en",
+            "file": SimpleUploadedFile("../my talk.wav", audio, "audio/wav"),
+        },
+    )
+
+    assert response.status_code == 200
+    kept = archive_dir / str(api_key.api_key.team_id) / f"{response['x-request-id']}-1-my_talk.wav"
+    assert kept.read_bytes() == audio
+    assert len(SPILLED) == (1 if size == "spilled" else 0)
+    assert list(spill.iterdir()) == [archive_dir]  # the temporary file itself is gone
+
+
+def test_chat_input_audio_is_kept_too(api, api_key, archive_dir):
+    import base64
+
+    clip = wav_file(np.zeros(8000), 16_000)
+    audio = {"data": base64.b64encode(clip).decode(), "format": "wav"}
+    messages = [{"role": "user", "content": [{"type": "input_audio", "input_audio": audio}]}]
+
+    response = api.post(
+        "/v1/chat/completions",
+        {"model": "no/such-model", "messages": messages},
+        content_type="application/json",
+    )
+
+    assert response.status_code == 404  # refused for its model, after what was sent is kept
+    folder = archive_dir / str(api_key.api_key.team_id)
+    assert (folder / f"{response['x-request-id']}-1-input_audio.wav").read_bytes() == clip

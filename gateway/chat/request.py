@@ -69,7 +69,14 @@ class ChatRequest:
 
     @property
     def has_audio_input(self) -> bool:
-        return any(isinstance(p, AudioInput) for m in self.messages for p in m.parts)
+        return bool(self.audio_inputs())
+
+    def audio_inputs(self) -> list[AudioInput]:
+        return [p for m in self.messages for p in m.parts if isinstance(p, AudioInput)]
+
+    def audio_uploads(self) -> list[tuple[str, bytes]]:
+        """The input audio as (file name, bytes), in request order."""
+        return [(f"input_audio.{a.format}", a.data) for a in self.audio_inputs()]
 
     def token_budget(self) -> int:
         return self.max_tokens or settings.AROUTER_CHAT_MAX_TOKENS

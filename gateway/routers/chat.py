@@ -18,6 +18,7 @@ import numpy as np
 from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
 from ninja import Router
 
+from gateway.audio import archive
 from gateway.catalog import ModelEntry, catalog
 from gateway.chat import replies
 from gateway.chat.conversation import Turn, prepare
@@ -87,6 +88,7 @@ def encode_reply_audio(pcm: bytes, fmt: str) -> bytes:
 @router.post("/completions", summary="Create chat completion")
 async def create_chat_completion(request: HttpRequest):
     chat = parse_chat_request(request.body)
+    await archive.keep(request, chat.audio_uploads())
     entry = catalog().resolve(chat.model, "chat")
     provider = provider_for(entry)
     check_capabilities(chat, entry, provider)

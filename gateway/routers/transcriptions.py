@@ -23,6 +23,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from ninja import Router
 
+from gateway.audio import archive
 from gateway.catalog import ModelEntry, catalog
 from gateway.errors import OpenAIError, invalid_param
 from gateway.providers import provider_for
@@ -287,6 +288,7 @@ async def _speech_to_text(
 ) -> HttpResponse:
     # Parsing the multipart body reads a spooled file of up to 25 MB: keep it off the loop.
     form = await asyncio.to_thread(parse_form, request, task)
+    await archive.keep(request, [(form.upload.filename, form.upload.source)])
     entry = catalog().resolve(form.model, "transcription")
     charge = Charge(request, entry, endpoint)
     await charge.admit(Metered(audio_seconds_in=estimated_audio_seconds(form.upload.size)))
