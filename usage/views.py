@@ -17,24 +17,26 @@ from usage.models import UsageRecord
 
 PAGE_SIZE = 50
 CSV_BATCH = 2000
+# (CSV header, field read from the database): rows come as tuples, not model instances,
+# which makes an export of 100,000 rows several times faster.
 CSV_COLUMNS = (
-    ("time", lambda r: r.created_at.isoformat()),
-    ("request_id", lambda r: r.request_id),
-    ("key", lambda r: r.api_key.name),
-    ("model", lambda r: r.model),
-    ("endpoint", lambda r: r.endpoint),
-    ("status", lambda r: r.status_code),
-    ("provider", lambda r: r.provider),
-    ("attempts", lambda r: r.attempts),
-    ("audio_seconds_in", lambda r: r.audio_seconds_in),
-    ("audio_seconds_out", lambda r: r.audio_seconds_out),
-    ("characters", lambda r: r.characters),
-    ("text_tokens_in", lambda r: r.text_tokens_in),
-    ("text_tokens_out", lambda r: r.text_tokens_out),
-    ("audio_tokens_in", lambda r: r.audio_tokens_in),
-    ("audio_tokens_out", lambda r: r.audio_tokens_out),
-    ("cost_usd", lambda r: r.cost),
-    ("latency_ms", lambda r: r.latency_ms),
+    ("time", "created_at"),
+    ("request_id", "request_id"),
+    ("key", "api_key__name"),
+    ("model", "model"),
+    ("endpoint", "endpoint"),
+    ("status", "status_code"),
+    ("provider", "provider"),
+    ("attempts", "attempts"),
+    ("audio_seconds_in", "audio_seconds_in"),
+    ("audio_seconds_out", "audio_seconds_out"),
+    ("characters", "characters"),
+    ("text_tokens_in", "text_tokens_in"),
+    ("text_tokens_out", "text_tokens_out"),
+    ("audio_tokens_in", "audio_tokens_in"),
+    ("audio_tokens_out", "audio_tokens_out"),
+    ("cost_usd", "cost"),
+    ("latency_ms", "latency_ms"),
 )
 
 
@@ -96,30 +98,32 @@ class _Echo:
         return value
 
 
-def _batch_after(rows, last_id: int | None) -> list[UsageRecord]:
-    page = rows if last_id is None else rows.filter(id__lt=last_id)
-    return list(page[:CSV_BATCH])
+def _batch_after(records, last_id: int | None) -> list[tuple]:
+    """The next rows, newest first, as (id, *CSV_COLUMNS values) with an ISO time."""
+    page = records if last_id is None else records.filter(id__lt=last_id)
+    fields = [field for _, field in CSV_COLUMNS]
+    rows = page.order_by("-id").values_list("id", *fields)[:CSV_BATCH]
+    return [(row[0], row[1].isoformat(), *row[2:]) for row in rows]
 
 
-async def _csv_lines(rows) -> AsyncIterator[str]:
+async def _csv_lines(records) -> AsyncIterator[str]:
     """The rows newest first, fetched in id-keyed batches: memory stays one batch deep
     however many rows match, and each batch is one indexed query."""
     writer = csv.writer(_Echo())
     yield writer.writerow([name for name, _ in CSV_COLUMNS])
     last_id = None
-    while batch := await sync_to_async(_batch_after)(rows, last_id):
-        yield "".join(writer.writerow([value(r) for _, value in CSV_COLUMNS]) for r in batch)
-        last_id = batch[-1].id
+    while batch := await sync_to_async(_batch_after)(records, last_id):
+        yield "".join(writer.writerow(row[1:]) for row in batch)
+        last_id = batch[-1][0]
 
 
 @login_required
 def export_csv(request: HttpRequest, team_id: int) -> StreamingHttpResponse:
     membership = membership_or_404(request.user, team_id)
     filters, records = _filtered(request, team_id)
-    rows = records.select_related("api_key").order_by("-id")
     filename = f"arouter-usage-{membership.team.pk}-{filters.start}-{filters.end}.csv"
     return StreamingHttpResponse(
-        _csv_lines(rows),
+        _csv_lines(records),
         content_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
