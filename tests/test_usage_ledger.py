@@ -67,3 +67,18 @@ async def test_failed_requests_are_recorded_at_no_cost(api_key):
     assert record.status_code == 502
     assert record.cost == 0
     assert record.characters == 500
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_recording_again_returns_the_first_row_instead_of_billing_twice(api_key):
+    entry = catalog().get("openai/tts-1")
+    charge = Charge(_request(api_key.api_key), entry, "/v1/audio/speech")
+    charge.metered.characters = 500
+    first = await charge.record(200)
+
+    again = await charge.record(500)  # an error path reached after the row was written
+
+    assert again.pk == first.pk
+    assert await UsageRecord.objects.filter(api_key=api_key.api_key).acount() == 1
+    stored = await UsageRecord.objects.aget(pk=first.pk)
+    assert (stored.status_code, stored.cost) == (200, first.cost)

@@ -34,6 +34,9 @@ class Charge:
     admission: Admission = field(init=False, default_factory=Admission)
     # The row written when a stream started (see open_stream), completed by record().
     provisional_id: int | None = field(init=False, default=None)
+    # The finished row: a request has one, so recording again (an error path that runs
+    # after the row was written) returns it instead of billing twice.
+    recorded: UsageRecord | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         team_id = getattr(getattr(self.request, "auth", None), "team_id", None)
@@ -64,13 +67,15 @@ class Charge:
         return await asyncio.shield(self._insert_and_settle(status_code))
 
     async def _insert_and_settle(self, status_code: int) -> UsageRecord:
+        if self.recorded is not None:
+            return self.recorded
         try:
-            record = await self._insert(status_code)
+            self.recorded = await self._insert(status_code)
         except BaseException:
             await self.admission.settle(Decimal(0))
             raise
-        await self.admission.settle(record.cost)
-        return record
+        await self.admission.settle(self.recorded.cost)
+        return self.recorded
 
     async def open_stream(self) -> None:
         """Write the row as a stream starts, marked interrupted; `record()` completes it.

@@ -100,8 +100,8 @@ async def create_chat_completion(request: HttpRequest):
         return await relay_request(chat, request, provider, charge)
     try:
         messages, heard = await prepare(chat.messages, provider, request.auth.team_id)
-    except OpenAIError as exc:
-        await charge.record(exc.status)
+    except Exception as exc:  # recorded either way: the row settles the admission too
+        await charge.record(getattr(exc, "status", 500))
         raise
     job = ChatJob(
         messages=messages,
@@ -144,8 +144,8 @@ async def relay_request(chat: ChatRequest, request: HttpRequest, provider, charg
         return response
     try:
         return await relay(chat, body, provider, charge)
-    except OpenAIError as exc:
-        await charge.record(exc.status)
+    except Exception as exc:
+        await charge.record(getattr(exc, "status", 500))
         raise
 
 
