@@ -15,7 +15,7 @@ certificates and handshakes, and where the network, not the gateway, is the cost
 import asyncio
 import contextlib
 import socket
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Any
 
 import httpcore
@@ -73,10 +73,23 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         return None
 
 
-def _apply(options: Iterable[SocketOption] | None, writer: asyncio.StreamWriter) -> None:
+async def _connect(
+    opening: Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]],
+    timeout: float | None,
+    options: Iterable[SocketOption] | None,
+) -> AsyncioStream:
+    """Await a connection, with httpcore's errors for a timeout or a refusal."""
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await opening
+    except TimeoutError:
+        raise httpcore.ConnectTimeout("timed out connecting to the upstream") from None
+    except OSError as exc:
+        raise httpcore.ConnectError(str(exc)) from exc
     sock: socket.socket = writer.get_extra_info("socket")
     for option in options or ():
         sock.setsockopt(*option)
+    return AsyncioStream(reader, writer)
 
 
 class AsyncioBackend(httpcore.AsyncNetworkBackend):
@@ -89,17 +102,8 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[SocketOption] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         local = (local_address, 0) if local_address else None
-        try:
-            async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_connection(
-                    host, port, local_addr=local, limit=READ_LIMIT
-                )
-        except TimeoutError:
-            raise httpcore.ConnectTimeout("timed out connecting to the upstream") from None
-        except OSError as exc:
-            raise httpcore.ConnectError(str(exc)) from exc
-        _apply(socket_options, writer)
-        return AsyncioStream(reader, writer)
+        opening = asyncio.open_connection(host, port, local_addr=local, limit=READ_LIMIT)
+        return await _connect(opening, timeout, socket_options)
 
     async def connect_unix_socket(
         self,
@@ -107,15 +111,8 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         timeout: float | None = None,
         socket_options: Iterable[SocketOption] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        try:
-            async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_unix_connection(path, limit=READ_LIMIT)
-        except TimeoutError:
-            raise httpcore.ConnectTimeout("timed out connecting to the upstream") from None
-        except OSError as exc:
-            raise httpcore.ConnectError(str(exc)) from exc
-        _apply(socket_options, writer)
-        return AsyncioStream(reader, writer)
+        opening = asyncio.open_unix_connection(path, limit=READ_LIMIT)
+        return await _connect(opening, timeout, socket_options)
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
