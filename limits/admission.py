@@ -10,7 +10,6 @@ here: no query, no Redis round trip.
 import math
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from decimal import Decimal
 
 from django.db.models import Sum
@@ -27,6 +26,7 @@ from limits.counters import (
     redis_counters,
     redis_failed,
 )
+from usage.models import UsageRecord, billing_month_start
 
 MICRO = Decimal(1_000_000)
 MINUTE = 60
@@ -38,14 +38,8 @@ def micro(amount: Decimal) -> int:
     return int((amount * MICRO).to_integral_value(rounding="ROUND_CEILING"))
 
 
-def _month_start(now: datetime) -> datetime:
-    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-
-
 def _spent_this_month(**scope) -> int:
-    from usage.models import UsageRecord
-
-    since = _month_start(timezone.now())
+    since = billing_month_start()
     total = UsageRecord.objects.filter(created_at__gte=since, **scope).aggregate(s=Sum("cost"))
     return micro(total["s"] or Decimal(0))
 

@@ -1,5 +1,6 @@
 """The usage ledger: one row per /v1 request that reached a provider."""
 
+from datetime import datetime
 from decimal import Decimal
 
 from django.db import models
@@ -8,6 +9,12 @@ from django.utils import timezone
 # The status of a row whose request never finished (its process died mid-stream); a stream's
 # row carries it from the moment the stream starts until the stream ends.
 INTERRUPTED = 0
+
+
+def billing_month_start() -> datetime:
+    """When the current billing month began: budgets and "spend this month" count from here
+    (calendar months in UTC)."""
+    return timezone.now().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
 class UsageRecordQuerySet(models.QuerySet):

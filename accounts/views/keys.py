@@ -14,17 +14,14 @@ from django.views.decorators.http import require_http_methods
 from accounts.access import manager_membership_or_404, membership_or_404
 from accounts.forms import KeyForm
 from accounts.models import ApiKey, Membership
+from usage.models import billing_month_start
 
 NEW_KEY_SESSION = "arouter.new_key"
 
 
-def month_start():
-    return timezone.now().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-
-
 def keys_with_spend(team_id: int):
     """The team's keys, newest first, each with `month_spend`: one aggregate query."""
-    this_month = Q(usage_records__created_at__gte=month_start())
+    this_month = Q(usage_records__created_at__gte=billing_month_start())
     zero = Value(Decimal(0), output_field=DecimalField(max_digits=16, decimal_places=8))
     return (
         ApiKey.objects.filter(team_id=team_id)
