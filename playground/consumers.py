@@ -462,6 +462,9 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         status, status_code = "completed", 200
         status_details = None
         try:
+            # As for HTTP streams: a worker that dies mid-turn leaves the turn in the ledger,
+            # marked interrupted (record() below completes the row).
+            await charge.open_stream()
             await self.send_event("response.created", response=response)
             await self.send_event(
                 "response.output_item.added", response_id=response_id, output_index=0, item=item

@@ -13,7 +13,7 @@ from channels.testing.websocket import WebsocketCommunicator  # (the package imp
 
 from arouter.asgi import application
 from tests.chat_speech import heard_error_rate, spoken_pcm, word_error_rate
-from usage.models import UsageRecord
+from usage.models import INTERRUPTED, UsageRecord
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -248,6 +248,8 @@ async def test_cancel_mid_response_ends_it_and_bills_once(api_key):
     await receive_until(comm, "conversation.item.created")
     await send(comm, type="response.create")
     await receive_until(comm, "response.created")
+    # In the ledger from its start, marked interrupted: a worker dying now leaves a trace.
+    assert (await UsageRecord.objects.aget()).status_code == INTERRUPTED
     await send(comm, type="response.create")  # a second one while the first runs
     await send(comm, type="response.cancel")
     events = await receive_until(comm, "response.done")
@@ -256,5 +258,5 @@ async def test_cancel_mid_response_ends_it_and_bills_once(api_key):
     assert errors[0]["error"]["code"] == "conversation_already_has_active_response"
     assert events[-1]["response"]["status"] == "cancelled"
     assert events[-1]["response"]["status_details"]["reason"] == "client_cancelled"
-    assert await UsageRecord.objects.acount() == 1
+    assert (await UsageRecord.objects.aget()).status_code == 200  # the same row, completed
     await comm.disconnect()
