@@ -60,6 +60,14 @@ async def _verified_key(raw: str) -> ApiKey | None:
     return api_key
 
 
+def refuse_unusable(api_key: ApiKey, now=None) -> None:
+    """OpenAI's 401 for a revoked or expired key (also re-checked at every realtime turn)."""
+    if api_key.is_revoked:
+        raise invalid_api_key("This API key has been revoked.")
+    if api_key.is_expired(now):
+        raise invalid_api_key("This API key has expired.")
+
+
 async def authenticate_key(raw: str) -> ApiKey:
     """The usable key for a raw secret (or a playground token), or the OpenAI 401."""
     if raw.startswith(ephemeral.PREFIX):
@@ -69,10 +77,7 @@ async def authenticate_key(raw: str) -> ApiKey:
         if api_key is None:
             raise invalid_api_key(_incorrect(raw))
     now = timezone.now()
-    if api_key.is_revoked:
-        raise invalid_api_key("This API key has been revoked.")
-    if api_key.is_expired(now):
-        raise invalid_api_key("This API key has expired.")
+    refuse_unusable(api_key, now)
     if api_key.last_used_is_stale(now):
         await run_query(_touch, api_key, now)
         api_key.last_used_at = now

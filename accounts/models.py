@@ -1,14 +1,18 @@
 """Teams, their members, and the API keys that authenticate /v1 requests."""
 
+import functools
 import hashlib
 import hmac
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
+
+logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "lr_live_"
 # Characters of the key (after KEY_PREFIX) kept in clear to find the row to verify.
@@ -62,6 +66,27 @@ class IssuedKey:
 
     api_key: "ApiKey"
     raw: str
+
+
+def key_group(key_id: int) -> str:
+    """The Channels group of the realtime sockets billing a key (they join it on connect)."""
+    return f"realtime-key-{key_id}"
+
+
+KEY_REVOKED = "key.revoked"  # the group message: consumers handle it in `key_revoked`
+
+
+def _announce_revoked(key_id: int) -> None:
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(key_group(key_id), {"type": KEY_REVOKED})
+    except Exception:  # the revocation stands; open sockets see it at their next turn
+        logger.warning("could not announce the revocation of key %s", key_id, exc_info=True)
 
 
 class ApiKeyQuerySet(models.QuerySet):
@@ -136,6 +161,9 @@ class ApiKey(models.Model):
         if self.revoked_at is None:
             self.revoked_at = timezone.now()
             self.save(update_fields=["revoked_at"])
+            # Realtime sockets billing this key may live in any worker: tell them all, once
+            # the revocation is committed (their next turn would also see it in the database).
+            transaction.on_commit(functools.partial(_announce_revoked, self.pk))
 
     def last_used_is_stale(self, now) -> bool:
         window = timedelta(seconds=settings.AROUTER_LAST_USED_RESOLUTION)

@@ -13,7 +13,19 @@ server  session.created, session.updated, input_audio_buffer.committed,
 Push-to-talk only: the client decides when a turn ends (commit) and when to answer
 (response.create); there is no server voice activity detection. A bad message gets an
 `error` event and the socket stays open; bad credentials get an `error` then close 1008.
-Each response is one usage record, also when it is cancelled or the client leaves.
+
+Every turn (commit, response.create) reads the key from the database again, with the
+team membership and login of a playground user: a revoked or expired key, a member who
+left, a user who logged out end the session with an `error` and close 1008. Revoking a
+key also closes its sockets at once, in every worker, through the Channels layer. Each
+turn is then admitted against the key's limits before any engine runs.
+
+Billing: each committed buffer is a ledger row of its own, the audio heard (seconds and
+audio tokens at the model's audio input price), written whether or not a response
+follows; its `conversation.item.input_audio_transcription.completed` event carries that
+usage and cost. Each response is another row (text in, text and audio out; the transcript
+it reads is not billed again), also when it is cancelled or the client leaves; its
+`response.done` usage and cost are that row's.
 """
 
 import asyncio
@@ -29,14 +41,24 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs, urlparse
 
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.db import InterfaceError, OperationalError
 
+from accounts.models import key_group
 from gateway.catalog import catalog
 from gateway.chat.conversation import Turn
-from gateway.errors import OpenAIError, invalid_param
+from gateway.errors import SERVER, OpenAIError, invalid_api_key, invalid_param, server_error
 from gateway.middleware import new_request_id
 from gateway.providers import provider_for
 from gateway.providers.base import ChatJob, ChatTurn
-from gateway.providers.cascade import PCM_RATE, Heard, Spoken
+from gateway.providers.cascade import (
+    DEFAULT_AUDIO_TOKENS_PER_SECOND,
+    PCM_RATE,
+    Heard,
+    Spoken,
+    audio_tokens,
+)
+from playground.realtime_session import PCM_FORMAT, RealtimeError, Session, output_token_limit
+from playground.websocket_auth import Credential, current_key
 from usage.ledger import Charge
 from usage.pricing import Metered
 
@@ -47,7 +69,6 @@ POLICY_VIOLATION = 1008
 DEFAULT_MODEL = "local/audio-chat"
 DEFAULT_VOICE = "alloy"
 MAX_BUFFER_BYTES = 24 * 1024 * 1024  # about 8 minutes of 24 kHz pcm16
-PCM_FORMAT = {"type": "audio/pcm", "rate": PCM_RATE}
 CLIENT_EVENTS = (
     "session.update",
     "input_audio_buffer.append",
@@ -56,6 +77,7 @@ CLIENT_EVENTS = (
     "response.create",
     "response.cancel",
 )
+REVOKED = "This API key has been revoked."
 
 
 def _id(prefix: str) -> str:
@@ -80,32 +102,40 @@ class SocketRequest:
     request_id: str
 
 
-class RealtimeError(Exception):
-    """A client mistake answered with an `error` event; the socket stays open."""
+def _host_and_port(netloc: str, default_port: int) -> tuple[str, int] | None:
+    from django.http.request import split_domain_port
 
-    def __init__(self, message: str, code: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.message, self.code, self.param = message, code, param
+    domain, port = split_domain_port(netloc)
+    if not domain or (port and not port.isdigit()):
+        return None
+    return domain, int(port) if port else default_port
 
 
 def same_site_origin(scope) -> bool:
-    """Whether the handshake's Origin is one of ALLOWED_HOSTS (browsers always send one)."""
+    """Whether the handshake comes from a page of this very server: the Origin's host and
+    port are the Host the browser connected to, and that host is one of ALLOWED_HOSTS.
+
+    Browsers always send an Origin. Comparing the host alone would let any other service
+    on the same machine (another port: another origin) use a visitor's session."""
     from django.conf import settings
-    from django.http.request import split_domain_port, validate_host
+    from django.http.request import validate_host
 
     headers = dict(scope.get("headers", []))
-    origin = headers.get(b"origin", b"").decode("latin1")
-    host = urlparse(origin).netloc if origin else ""
-    if not host:
+    origin = urlparse(headers.get(b"origin", b"").decode("latin1"))
+    host = headers.get(b"host", b"").decode("latin1").strip()
+    default_port = {"http": 80, "https": 443}.get(origin.scheme)
+    if default_port is None or not origin.netloc or not host:
         return False
-    domain, _ = split_domain_port(host)
-    return validate_host(domain, settings.ALLOWED_HOSTS)
+    # A Host without a port is the default port of the scheme the page was served with.
+    requested = _host_and_port(host, default_port)
+    if requested is None or _host_and_port(origin.netloc, default_port) != requested:
+        return False
+    return validate_host(requested[0], settings.ALLOWED_HOSTS)
 
 
 async def key_for_session_user(user, key_id: str | None):
     """The team key a logged-in playground user chose to bill, if it is theirs and usable."""
     from accounts.models import ApiKey
-    from gateway.errors import invalid_api_key
 
     if not key_id or not key_id.isdigit():
         raise invalid_api_key(
@@ -122,6 +152,11 @@ async def key_for_session_user(user, key_id: str | None):
     return api_key
 
 
+def error_body(exc: OpenAIError, event_id: str | None = None) -> dict:
+    """OpenAI's realtime `error` object: the HTTP envelope's fields and the event's id."""
+    return {**exc.body()["error"], "event_id": event_id}
+
+
 class RealtimeConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         offered = self.scope.get("subprotocols", [])
@@ -134,9 +169,10 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         self.history: list[ChatTurn] = []
         self.pending_heard: list[Heard] = []
         self.last_item_id: str | None = None
-        self.temperature = 0.8  # OpenAI's realtime default
+        self.group: str | None = None
+        self.ended_by: OpenAIError | None = None  # the credentials went away: closing
         try:
-            self.api_key = await self._authenticate()
+            self.api_key, self.credential = await self._authenticate()
             query = parse_qs(self.scope.get("query_string", b"").decode())
             self.model = (query.get("model") or [DEFAULT_MODEL])[0]
             self.entry = catalog().resolve(self.model, "chat")
@@ -151,27 +187,33 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                     code="unsupported_value",
                 )
         except OpenAIError as exc:
-            await self.send_event("error", error=self._error_body(exc))
+            await self.send_event("error", error=error_body(exc))
             await self.close(code=POLICY_VIOLATION)
             return
-        self.session = {
-            "type": "realtime",
-            "object": "realtime.session",
-            "id": _id("sess"),
-            "model": self.model,
-            "output_modalities": ["audio"],
-            "instructions": "",
-            "max_output_tokens": "inf",
-            "audio": {
-                "input": {"format": PCM_FORMAT, "turn_detection": None},
-                "output": {"format": PCM_FORMAT, "voice": DEFAULT_VOICE, "speed": 1.0},
-            },
-        }
-        await self.send_event("session.created", session=self.session)
+        if self.channel_layer is not None:
+            # ApiKey.revoke() tells this group, from whichever worker revokes it.
+            self.group = key_group(self.api_key.pk)
+            await self.channel_layer.group_add(self.group, self.channel_name)
+        self.session = Session(
+            {
+                "type": "realtime",
+                "object": "realtime.session",
+                "id": _id("sess"),
+                "model": self.model,
+                "output_modalities": ["audio"],
+                "instructions": "",
+                "max_output_tokens": "inf",
+                "audio": {
+                    "input": {"format": PCM_FORMAT, "turn_detection": None},
+                    "output": {"format": PCM_FORMAT, "voice": DEFAULT_VOICE, "speed": 1.0},
+                },
+            }
+        )
+        await self.send_event("session.created", session=self.session.fields)
 
     async def _authenticate(self):
         if self.scope.get("api_key") is not None:
-            return self.scope["api_key"]
+            return self.scope["api_key"], self.scope["credential"]
         if self.scope.get("auth_error") is not None:
             raise self.scope["auth_error"]
         if not same_site_origin(self.scope):
@@ -183,17 +225,53 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                 code="invalid_origin",
             )
         query = parse_qs(self.scope.get("query_string", b"").decode())
-        return await key_for_session_user(self.scope["user"], (query.get("key_id") or [None])[0])
-
-    @staticmethod
-    def _error_body(exc: OpenAIError) -> dict:
-        return {"type": exc.type, "code": exc.code, "message": exc.message, "param": exc.param}
+        user = self.scope["user"]
+        api_key = await key_for_session_user(user, (query.get("key_id") or [None])[0])
+        return api_key, Credential(api_key.pk, user.pk, self.scope["session"].session_key)
 
     async def disconnect(self, code: int) -> None:
+        await self._stop_response()
+        if self.channel_layer is not None and getattr(self, "group", None):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def _stop_response(self) -> None:
         task = getattr(self, "response_task", None)
         if task is not None and not task.done():
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+    # --- credentials, at every turn --------------------------------------------------
+
+    async def _still_allowed(self, event_id: str | None) -> bool:
+        """Read the key again from the database (not the key cache, which other workers
+        keep for a few seconds), with its limits; end the session if it is no longer
+        usable by whoever opened it."""
+        try:
+            self.api_key = await current_key(self.credential)
+        except OpenAIError as exc:
+            await self.end_session(exc, event_id)
+            return False
+        return True
+
+    async def end_session(self, exc: OpenAIError, event_id: str | None) -> None:
+        """The credentials went away: stop any response, say why, close 1008."""
+        if self.ended_by is not None:
+            return
+        self.ended_by = exc
+        await self._stop_response()
+        await self.send_event("error", error=error_body(exc, event_id))
+        await self.close(code=POLICY_VIOLATION)
+
+    async def key_revoked(self, message: dict) -> None:
+        """The Channels group message ApiKey.revoke() sends (accounts.models.KEY_REVOKED)."""
+        await self.end_session(invalid_api_key(REVOKED), None)
+
+    def _charge(self) -> Charge:
+        return Charge(
+            request=SocketRequest(auth=self.api_key, request_id=new_request_id()),
+            entry=self.entry,
+            endpoint=ENDPOINT,
+        )
 
     # --- sending --------------------------------------------------------------------
 
@@ -215,21 +293,12 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
     # --- receiving ------------------------------------------------------------------
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None):
-        event_id = None
+        if self.ended_by is not None:
+            return  # closing: what the client still sends is not served
+        event_id = kind = None
         try:
-            if text_data is None:
-                raise RealtimeError(
-                    "Binary frames are not accepted; send JSON events "
-                    "(audio goes base64 in input_audio_buffer.append).",
-                    code="invalid_event",
-                )
-            try:
-                event = json.loads(text_data)
-            except ValueError:
-                raise RealtimeError("The event is not valid JSON.", code="invalid_json") from None
-            if not isinstance(event, dict):
-                raise RealtimeError("An event must be a JSON object.", code="invalid_event")
-            event_id = event.get("event_id")
+            event = self._parse(text_data)
+            event_id = event.get("event_id") if isinstance(event.get("event_id"), str) else None
             kind = event.get("type")
             if kind not in CLIENT_EVENTS:
                 raise RealtimeError(
@@ -240,84 +309,46 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                     param="type",
                 )
             handler = getattr(self, "on_" + kind.replace(".", "_"))
-            await handler(event)
+            await handler(event, event_id)
         except RealtimeError as error:
             await self.send_client_error(error, event_id)
-        except OpenAIError as exc:
-            await self.send_client_error(
-                RealtimeError(exc.message, exc.code or "invalid_value", exc.param), event_id
+        except OpenAIError as exc:  # a limit of the key, a bad audio buffer: its own type
+            await self.send_event("error", error=error_body(exc, event_id))
+        except (OperationalError, InterfaceError) as exc:
+            logger.warning("database unavailable for realtime %s: %s", kind, exc)
+            unavailable = OpenAIError(
+                "The service's database is unavailable right now. Please retry in a few seconds.",
+                status=503,
+                type=SERVER,
+                code="database_unavailable",
             )
+            await self.send_event("error", error=error_body(unavailable, event_id))
+        except Exception:  # a bug must cost one event, not the socket
+            logger.exception("realtime event %s failed", kind)
+            await self.send_event("error", error=error_body(server_error(), event_id))
 
-    async def on_session_update(self, event: dict) -> None:
-        update = event.get("session")
-        if not isinstance(update, dict):
-            raise RealtimeError("`session` must be an object.", "invalid_type", "session")
-        output = dict(self.session["audio"]["output"])
-        raw_audio = update.get("audio") or {}
-        raw_output = raw_audio.get("output") or {} if isinstance(raw_audio, dict) else {}
-        voice = raw_output.get("voice", update.get("voice"))
-        if voice is not None:
-            voices = self.provider.voices()
-            if voice not in voices:
-                raise RealtimeError(
-                    f"Invalid value: '{voice}'. Supported voices are: "
-                    + ", ".join(f"'{v}'" for v in voices)
-                    + ".",
-                    "invalid_value",
-                    "session.audio.output.voice",
-                )
-            output["voice"] = voice
-        fmt = raw_output.get("format", update.get("output_audio_format"))
-        if fmt is not None and fmt not in ("pcm16", PCM_FORMAT, {"type": "audio/pcm"}):
+    @staticmethod
+    def _parse(text_data: str | None) -> dict:
+        if text_data is None:
             raise RealtimeError(
-                "Only pcm16 output is supported: {'type': 'audio/pcm', 'rate': 24000}.",
-                "invalid_value",
-                "session.audio.output.format",
+                "Binary frames are not accepted; send JSON events "
+                "(audio goes base64 in input_audio_buffer.append).",
+                code="invalid_event",
             )
-        in_fmt = (
-            (raw_audio.get("input") or {}).get("format") if isinstance(raw_audio, dict) else None
-        )
-        in_fmt = in_fmt if in_fmt is not None else update.get("input_audio_format")
-        if in_fmt is not None and in_fmt not in ("pcm16", PCM_FORMAT, {"type": "audio/pcm"}):
-            raise RealtimeError(
-                "Only pcm16 input is supported: {'type': 'audio/pcm', 'rate': 24000}.",
-                "invalid_value",
-                "session.audio.input.format",
-            )
-        instructions = update.get("instructions")
-        if instructions is not None:
-            if not isinstance(instructions, str):
-                raise RealtimeError(
-                    "`instructions` must be a string.", "invalid_type", "session.instructions"
-                )
-            self.session["instructions"] = instructions
-        modalities = update.get("output_modalities", update.get("modalities"))
-        if modalities is not None:
-            if modalities not in (["audio"], ["text"], ["text", "audio"], ["audio", "text"]):
-                raise RealtimeError(
-                    "`output_modalities` must be ['audio'] or ['text'].",
-                    "invalid_value",
-                    "session.output_modalities",
-                )
-            self.session["output_modalities"] = ["text"] if modalities == ["text"] else ["audio"]
-        if "max_output_tokens" in update or "max_response_output_tokens" in update:
-            limit = update.get("max_output_tokens", update.get("max_response_output_tokens"))
-            self.session["max_output_tokens"] = output_token_limit(
-                limit, "session.max_output_tokens"
-            )
-        if update.get("temperature") is not None:
-            temperature = update["temperature"]
-            if not isinstance(temperature, int | float) or not 0 <= temperature <= 2:
-                raise RealtimeError(
-                    "`temperature` must be a number from 0 to 2.",
-                    "invalid_value",
-                    "session.temperature",
-                )
-            self.temperature = float(temperature)
-        self.session["audio"]["output"] = output
-        await self.send_event("session.updated", session=self.session)
+        try:
+            event = json.loads(text_data)
+        except (ValueError, RecursionError):  # RecursionError: nested past Python's stack
+            raise RealtimeError("The event is not valid JSON.", code="invalid_json") from None
+        if not isinstance(event, dict):
+            raise RealtimeError("An event must be a JSON object.", code="invalid_event")
+        return event
 
-    async def on_input_audio_buffer_append(self, event: dict) -> None:
+    async def on_session_update(self, event: dict, event_id: str | None) -> None:
+        models = (self.model, self.entry.id)
+        self.session = self.session.updated(event.get("session"), models, self.provider.voices())
+        await self.send_event("session.updated", session=self.session.fields)
+
+    async def on_input_audio_buffer_append(self, event: dict, event_id: str | None) -> None:
         audio = event.get("audio")
         if not isinstance(audio, str):
             raise RealtimeError("`audio` must be a base64 string.", "invalid_type", "audio")
@@ -337,11 +368,21 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             )
         self.buffer += pcm
 
-    async def on_input_audio_buffer_clear(self, event: dict) -> None:
+    async def on_input_audio_buffer_clear(self, event: dict, event_id: str | None) -> None:
         self.buffer = bytearray()
         await self.send_event("input_audio_buffer.cleared")
 
-    async def on_input_audio_buffer_commit(self, event: dict) -> None:
+    def _heard_audio(self, pcm: bytes) -> Metered:
+        """What hearing `pcm` is billed: its seconds, and audio tokens by the catalog's rule."""
+        seconds = len(pcm) / 2 / PCM_RATE
+        rate = float(
+            self.entry.options.get("audio_tokens_per_second", DEFAULT_AUDIO_TOKENS_PER_SECOND)
+        )
+        return Metered(
+            audio_seconds_in=round(seconds, 3), audio_tokens_in=audio_tokens(seconds, rate)
+        )
+
+    async def on_input_audio_buffer_commit(self, event: dict, event_id: str | None) -> None:
         # OpenAI refuses less than 100 ms of audio.
         if len(self.buffer) < PCM_RATE // 10 * 2:
             raise RealtimeError(
@@ -350,13 +391,22 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                 "ms of audio.",
                 "input_audio_buffer_commit_empty",
             )
+        if not await self._still_allowed(event_id):
+            return
+        heard_audio = self._heard_audio(self.buffer)
+        charge = self._charge()
+        # Before Whisper runs: a key that may not, or cannot pay, gets no transcript (the
+        # buffer stays, to retry or clear).
+        await charge.admit(heard_audio)
         pcm, self.buffer = bytes(self.buffer), bytearray()
         item_id = _id("item")
         previous, self.last_item_id = self.last_item_id, item_id
         await self.send_event(
             "input_audio_buffer.committed", previous_item_id=previous, item_id=item_id
         )
-        heard = await self.provider.hear(pcm16_to_wav(pcm), "wav", "audio")
+        heard = await self._hear(pcm, charge, heard_audio, item_id)
+        if heard is None:
+            return
         self.pending_heard.append(heard)
         self.history.append(ChatTurn(role="user", text=heard.text))
         item = {
@@ -368,14 +418,48 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             "content": [{"type": "input_audio", "transcript": heard.text}],
         }
         await self.send_event("conversation.item.created", previous_item_id=previous, item=item)
+        tokens = heard_audio.audio_tokens_in
         await self.send_event(
             "conversation.item.input_audio_transcription.completed",
             item_id=item_id,
             content_index=0,
             transcript=heard.text,
+            usage={
+                "type": "tokens",
+                "input_tokens": tokens,
+                "output_tokens": 0,
+                "total_tokens": tokens,
+                "input_token_details": {"audio_tokens": tokens, "text_tokens": 0},
+                "cost": float(charge.recorded.cost),
+            },
         )
 
-    async def on_response_create(self, event: dict) -> None:
+    async def _hear(
+        self, pcm: bytes, charge: Charge, heard_audio: Metered, item_id: str
+    ) -> Heard | None:
+        """Transcribe a committed buffer and write its ledger row (billed when heard)."""
+        status, failure = 500, server_error()
+        try:
+            heard = await self.provider.hear(pcm16_to_wav(pcm), "wav", "audio")
+            status, charge.metered = 200, heard_audio
+            return heard
+        except OpenAIError as exc:
+            status, failure = exc.status, exc
+        except Exception:  # a broken engine must not kill the socket
+            logger.exception("realtime input transcription failed")
+        finally:
+            await charge.record(status)
+        await self.send_event(
+            "conversation.item.input_audio_transcription.failed",
+            item_id=item_id,
+            content_index=0,
+            error={
+                key: failure.body()["error"][key] for key in ("type", "code", "message", "param")
+            },
+        )
+        return None
+
+    async def on_response_create(self, event: dict, event_id: str | None) -> None:
         if self.response_task is not None and not self.response_task.done():
             raise RealtimeError(
                 "Conversation already has an active response in progress.",
@@ -384,7 +468,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         options = event.get("response") or {}
         if not isinstance(options, dict):
             raise RealtimeError("`response` must be an object.", "invalid_type", "response")
-        limit = self.session["max_output_tokens"]
+        limit = self.session.fields["max_output_tokens"]
         if "max_output_tokens" in options:
             limit = output_token_limit(options["max_output_tokens"], "response.max_output_tokens")
         if not self.history:
@@ -392,9 +476,14 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                 "Nothing to respond to: commit some input audio first.",
                 "conversation_empty",
             )
-        self.response_task = asyncio.ensure_future(self.respond(limit))
+        if not await self._still_allowed(event_id):
+            return
+        max_tokens = _max_tokens() if limit == "inf" else limit
+        charge = self._charge()
+        await charge.admit(Metered(text_tokens_out=max_tokens))
+        self.response_task = asyncio.ensure_future(self.respond(limit, max_tokens, charge))
 
-    async def on_response_cancel(self, event: dict) -> None:
+    async def on_response_cancel(self, event: dict, event_id: str | None) -> None:
         task = self.response_task
         if task is None or task.done():
             raise RealtimeError(
@@ -405,37 +494,26 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
 
     # --- responding -----------------------------------------------------------------
 
-    async def respond(self, limit: int | str) -> None:
-        """One response: runs as a task, so response.cancel can stop it mid-way."""
+    async def respond(self, limit: int | str, max_tokens: int, charge: Charge) -> None:
+        """One admitted response: runs as a task, so response.cancel can stop it mid-way."""
         response_id, item_id = _id("resp"), _id("item")
-        speaking = self.session["output_modalities"] == ["audio"]
-        output = self.session["audio"]["output"]
+        session = self.session.fields
+        speaking = session["output_modalities"] == ["audio"]
+        output = session["audio"]["output"]
         messages = list(self.history)
-        if self.session["instructions"]:
-            messages.insert(0, ChatTurn(role="system", text=self.session["instructions"]))
+        if session["instructions"]:
+            messages.insert(0, ChatTurn(role="system", text=session["instructions"]))
         heard, self.pending_heard = self.pending_heard, []
         turn = Turn(
             entry=self.entry,
             provider=self.provider,
             job=ChatJob(
-                messages=messages,
-                max_tokens=_max_tokens() if limit == "inf" else limit,
-                temperature=self.temperature,
+                messages=messages, max_tokens=max_tokens, temperature=self.session.temperature
             ),
+            # The transcripts of these are not billed as text: the audio was, at commit.
             heard=heard,
             voice=output["voice"] if speaking else None,
         )
-        charge = Charge(
-            request=SocketRequest(auth=self.api_key, request_id=new_request_id()),
-            entry=self.entry,
-            endpoint=ENDPOINT,
-        )
-        try:
-            await charge.admit(Metered(text_tokens_out=turn.job.max_tokens))
-        except OpenAIError as exc:  # a limit of the key: no response, the socket stays open
-            self.pending_heard = heard + self.pending_heard
-            await self.send_event("error", error={**exc.body()["error"], "event_id": None})
-            return
         response = {
             "object": "realtime.response",
             "id": response_id,
@@ -443,7 +521,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             "status_details": None,
             "output": [],
             "conversation_id": None,
-            "output_modalities": self.session["output_modalities"],
+            "output_modalities": session["output_modalities"],
             "max_output_tokens": limit,
             "audio": {"output": {"format": PCM_FORMAT, "voice": output["voice"]}},
             "usage": None,
@@ -506,6 +584,9 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         except asyncio.CancelledError:
             status = "cancelled"
             status_details = {"type": "cancelled", "reason": "client_cancelled"}
+            if (ended_by := self.ended_by) is not None:  # what was made until then is billed
+                status = "failed"
+                status_details = {"type": "failed", "error": error_body(ended_by)}
         except Exception as exc:  # a broken engine must not kill the socket
             logger.exception("realtime response failed")
             status, status_code = "failed", 500
@@ -520,6 +601,8 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             }
         finally:
             usage = await turn.usage()
+            # The audio heard was billed with its commit (its own row): not again here.
+            usage.audio_in, usage.audio_seconds_in = 0, 0.0
             usage.meter(charge.metered)
             await charge.record(status_code)
         if turn.text:
@@ -561,19 +644,6 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             },
         )
         await self.send_event("response.done", response=response)
-
-
-def output_token_limit(value, param: str) -> int | str:
-    """OpenAI's max_output_tokens: an integer from 1 to 4096, or "inf"."""
-    if value == "inf":
-        return value
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4096:
-        raise RealtimeError(
-            "`max_output_tokens` must be an integer from 1 to 4096, or 'inf'.",
-            "invalid_value",
-            param,
-        )
-    return value
 
 
 def _max_tokens() -> int:

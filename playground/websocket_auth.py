@@ -5,15 +5,40 @@ or None with `scope["auth_error"]` holding the OpenAI error to send before closi
 Browsers cannot set headers on websockets, so OpenAI's convention of a subprotocol
 `openai-insecure-api-key.<key>` is accepted too; the playground instead relies on the
 logged-in session and names which of the team's keys to bill.
+
+A socket lives for many turns, so what it authenticated with is kept as a `Credential`
+and checked again against the database at every turn (`current_key`): the key still
+usable, the member still in its team, the login still live.
 """
+
+from dataclasses import dataclass
+from importlib import import_module
 
 from channels.auth import AuthMiddlewareStack
 from channels.middleware import BaseMiddleware
+from django.conf import settings
+from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
+from django.utils.crypto import constant_time_compare
 
-from accounts.auth import MISSING_KEY, authenticate_key, bearer_token
+from accounts import ephemeral
+from accounts.auth import MISSING_KEY, authenticate_key, bearer_token, refuse_unusable
+from accounts.models import ApiKey
+from arouter.hot_path_db import run_query
 from gateway.errors import OpenAIError, invalid_api_key
 
 KEY_SUBPROTOCOL = "openai-insecure-api-key."
+LOGGED_OUT = "Your session has ended. Log in again to keep talking."
+
+
+@dataclass(frozen=True)
+class Credential:
+    """What a socket authenticated with, to check again at every turn."""
+
+    key_id: int
+    # A playground token or a session: this member must still be in the key's team.
+    user_id: int | None = None
+    # Session auth: this login must still be live (not logged out, password unchanged).
+    session_key: str | None = None
 
 
 def key_from_scope(scope) -> str | None:
@@ -28,13 +53,49 @@ def key_from_scope(scope) -> str | None:
     return None
 
 
+def _session_is_live(session_key: str, user_id: int) -> bool:
+    """Whether the session still logs in `user_id`, as Django's get_user would decide,
+    without its side effects (it may flush or re-key the session it reads)."""
+    session = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    if session.get(SESSION_KEY) != str(user_id):
+        return False
+    user = get_user_model().objects.filter(pk=user_id, is_active=True).first()
+    return user is not None and constant_time_compare(
+        session.get(HASH_SESSION_KEY, ""), user.get_session_auth_hash()
+    )
+
+
+def _current_key(credential: Credential) -> ApiKey:
+    if credential.session_key is not None and not _session_is_live(
+        credential.session_key, credential.user_id
+    ):
+        raise invalid_api_key(LOGGED_OUT)
+    if credential.user_id is None:
+        api_key = ApiKey.objects.select_related("team").filter(pk=credential.key_id).first()
+        if api_key is None:
+            raise invalid_api_key("This API key no longer exists.")
+    else:
+        api_key = ephemeral.key_of_member(credential.key_id, credential.user_id)
+        if api_key is None:
+            raise invalid_api_key("This API key or your membership of its team no longer exists.")
+    refuse_unusable(api_key)
+    return api_key
+
+
+async def current_key(credential: Credential) -> ApiKey:
+    """The key as the database has it now (never the key cache), or OpenAI's 401."""
+    return await run_query(_current_key, credential)
+
+
 class ApiKeyScopeMiddleware(BaseMiddleware):
     async def __call__(self, scope, receive, send):
-        scope = dict(scope, api_key=None, auth_error=None)
+        scope = dict(scope, api_key=None, auth_error=None, credential=None)
         raw = key_from_scope(scope)
         if raw is not None:
             try:
-                scope["api_key"] = await authenticate_key(raw)
+                api_key = await authenticate_key(raw)
+                user_id = ephemeral.user_id_of(raw) if raw.startswith(ephemeral.PREFIX) else None
+                scope["api_key"], scope["credential"] = api_key, Credential(api_key.pk, user_id)
             except OpenAIError as exc:
                 scope["auth_error"] = exc
         elif not getattr(scope.get("user"), "is_authenticated", False):

@@ -93,9 +93,13 @@ async def test_session_user_bills_a_key_of_their_team(api_key, owner, outsider_k
     client = Client()
     await sync_to_async(client.force_login)(owner)
     cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
-    origin = (b"origin", b"http://127.0.0.1")
+    # A page of this server: its Origin is the Host the browser connects to.
+    origin = (b"origin", b"http://127.0.0.1:8000")
+    host = (b"host", b"127.0.0.1:8000")
 
-    ok = communicator(f"{PATH}&key_id={api_key.api_key.pk}", headers=[(b"cookie", cookie), origin])
+    ok = communicator(
+        f"{PATH}&key_id={api_key.api_key.pk}", headers=[(b"cookie", cookie), origin, host]
+    )
     connected, _ = await ok.connect(timeout=TIMEOUT)
     assert connected
     assert (await receive(ok))["type"] == "session.created"
@@ -103,9 +107,10 @@ async def test_session_user_bills_a_key_of_their_team(api_key, owner, outsider_k
 
     # Another team's key, no key at all, or a foreign page using the cookie: refused.
     foreign = f"{PATH}&key_id={outsider_key.api_key.pk}"
-    await expect_closed_after_error(communicator(foreign, headers=[(b"cookie", cookie), origin]))
-    await expect_closed_after_error(communicator(PATH, headers=[(b"cookie", cookie), origin]))
-    evil = [(b"cookie", cookie), (b"origin", b"https://evil.example")]
+    own = [(b"cookie", cookie), origin, host]
+    await expect_closed_after_error(communicator(foreign, headers=own))
+    await expect_closed_after_error(communicator(PATH, headers=own))
+    evil = [(b"cookie", cookie), (b"origin", b"https://evil.example"), host]
     event = await expect_closed_after_error(
         communicator(f"{PATH}&key_id={api_key.api_key.pk}", headers=evil)
     )
@@ -209,6 +214,10 @@ async def test_full_turn_from_pcm16_frames_to_audio_and_usage(api_key):
     assert created["item"]["id"] == committed["item_id"]
     assert created["item"]["role"] == "user"
     assert word_error_rate(question, created["item"]["content"][0]["transcript"]) <= 0.25
+    transcribed = await receive(comm)
+    assert transcribed["type"] == "conversation.item.input_audio_transcription.completed"
+    heard_tokens = transcribed["usage"]["input_token_details"]["audio_tokens"]
+    assert heard_tokens > 0  # the audio heard is billed with its commit
 
     await send(comm, type="response.create")
     events = await receive_until(comm, "response.done")
@@ -228,14 +237,17 @@ async def test_full_turn_from_pcm16_frames_to_audio_and_usage(api_key):
     assert done["status"] in ("completed", "incomplete")
     assert done["output"][0]["content"][0]["transcript"] == transcript
     usage = done["usage"]
-    assert usage["input_token_details"]["audio_tokens"] > 0
+    assert usage["input_token_details"]["audio_tokens"] == 0  # billed with the commit
     assert usage["output_token_details"]["audio_tokens"] > 0
     assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
     assert 0 < usage["output_token_details"]["text_tokens"] <= 24
-    record = await UsageRecord.objects.aget()
-    assert record.endpoint == "/v1/realtime"
-    assert record.audio_tokens_out == usage["output_token_details"]["audio_tokens"]
-    assert record.cost > 0
+    heard_row, reply_row = [r async for r in UsageRecord.objects.order_by("pk")]
+    assert {heard_row.endpoint, reply_row.endpoint} == {"/v1/realtime"}
+    assert heard_row.audio_tokens_in == heard_tokens
+    assert reply_row.audio_tokens_in == 0
+    assert reply_row.audio_tokens_out == usage["output_token_details"]["audio_tokens"]
+    assert heard_row.cost > 0
+    assert reply_row.cost > 0
     await comm.disconnect()
 
 
@@ -248,8 +260,9 @@ async def test_cancel_mid_response_ends_it_and_bills_once(api_key):
     await receive_until(comm, "conversation.item.created")
     await send(comm, type="response.create")
     await receive_until(comm, "response.created")
+    replies = UsageRecord.objects.filter(audio_tokens_in=0)  # not the commit's row
     # In the ledger from its start, marked interrupted: a worker dying now leaves a trace.
-    assert (await UsageRecord.objects.aget()).status_code == INTERRUPTED
+    assert (await replies.aget()).status_code == INTERRUPTED
     await send(comm, type="response.create")  # a second one while the first runs
     await send(comm, type="response.cancel")
     events = await receive_until(comm, "response.done")
@@ -258,5 +271,5 @@ async def test_cancel_mid_response_ends_it_and_bills_once(api_key):
     assert errors[0]["error"]["code"] == "conversation_already_has_active_response"
     assert events[-1]["response"]["status"] == "cancelled"
     assert events[-1]["response"]["status_details"]["reason"] == "client_cancelled"
-    assert (await UsageRecord.objects.aget()).status_code == 200  # the same row, completed
+    assert (await replies.aget()).status_code == 200  # the same row, completed
     await comm.disconnect()
