@@ -2,9 +2,10 @@
 
 Per key: allowed endpoints and models, requests per minute, requests in flight; per key
 and per team: a monthly budget. A request's cost is reserved from an estimate when it is
-admitted and settled to what the ledger charged when it ends, so concurrent requests can
-overspend a budget by at most one request's estimate. A key with no limits costs nothing
-here: no query, no Redis round trip.
+admitted, raised to what it will really cost as soon as that is known before a provider
+runs (audio once decoded), and settled to what the ledger charged when it ends, so
+concurrent requests can overspend a budget by at most one request's estimate. A key with
+no limits costs nothing here: no query, no Redis round trip.
 """
 
 import math
@@ -12,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from django.conf import settings
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -75,6 +77,7 @@ class Admission:
 
     counters: Counters | None = None
     slot: str | None = None
+    budgets: list[Budget] = field(default_factory=list)
     spend: list[str] = field(default_factory=list)
     reserved: int = 0
     headers: dict[str, str] = field(default_factory=dict)
@@ -92,6 +95,28 @@ class Admission:
                 await self.counters.adjust(self.spend, delta)
         except REDIS_ERRORS as exc:  # Redis went away: its counters expire
             redis_failed(exc)
+
+    async def cover(self, cost: Decimal) -> None:
+        """Reserve up to `cost` when the request turns out dearer than its estimate (its
+        audio decodes longer than the container declared), before any provider runs.
+
+        A budget that cannot take the difference refuses the request as admission would
+        have: 429 insufficient_quota, its slot and reservation given back.
+        """
+        more = micro(cost) - self.reserved
+        if self.settled or not self.spend or self.counters is None or more <= 0:
+            return
+        try:
+            rejected = await self.counters.reserve(self.budgets, more, MONTH_TTL)
+        except REDIS_ERRORS as exc:
+            # Redis went away mid-request: this one goes on at its first estimate (the
+            # next requests are admitted by the database) rather than failing.
+            redis_failed(exc)
+            return
+        if rejected is not None:
+            await self.settle(Decimal(0))
+            raise errors.insufficient_quota(rejected.scope)
+        self.reserved += more
 
 
 def _window_headers(limit: int, used: int) -> dict[str, str]:
@@ -132,6 +157,7 @@ async def _admit_with(
         if rejected is not None:
             await admission.settle(Decimal(0))
             raise errors.insufficient_quota(rejected.scope)
+        admission.budgets = budgets
         admission.spend = [budget.name for budget in budgets]
         admission.reserved = estimate
     return admission
@@ -155,7 +181,19 @@ async def admit(api_key: ApiKey, model_id: str, endpoint: str, estimate: Decimal
     return await _admit_with(DATABASE, api_key, budgets, amount)
 
 
-def estimated_audio_seconds(upload_bytes: int) -> float:
-    """An upload's length before decoding: at 16 kB/s (128 kbit/s, a typical mp3), whole
-    seconds, at least one. Compressed audio is longer, so this reserves a little less."""
-    return float(max(1, math.ceil(upload_bytes / 16_000)))
+def has_budget(api_key: ApiKey) -> bool:
+    """Whether a monthly budget (the key's or its team's) applies: only then is a request's
+    cost worth estimating closely (audio probed and measured) before it is admitted."""
+    return api_key.monthly_budget_usd is not None or api_key.team.monthly_budget_usd is not None
+
+
+def estimated_audio_seconds(upload_bytes: int, declared: float | None = None) -> float:
+    """An upload's length before decoding, in whole seconds (at least one): what its
+    container declares, else a guess from its size at 16 kB/s (128 kbit/s, a typical mp3).
+
+    Only a first estimate: silence compresses to almost nothing and a header can lie, so
+    the reservation is raised to the decoded duration before an engine runs. Nothing
+    longer than AROUTER_MAX_AUDIO_SECONDS is ever decoded, so nothing longer is reserved.
+    """
+    seconds = declared if declared is not None else upload_bytes / 16_000
+    return float(max(1, math.ceil(min(seconds, settings.AROUTER_MAX_AUDIO_SECONDS))))

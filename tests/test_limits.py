@@ -1,5 +1,6 @@
 """Per-key and per-team limits, enforced before a provider is called."""
 
+import base64
 import logging
 import time
 from decimal import Decimal
@@ -7,10 +8,13 @@ from decimal import Decimal
 import pytest
 from asgiref.sync import async_to_sync
 from django.conf import settings as django_settings
+from django.core.files.uploadedfile import SimpleUploadedFile
 
+from gateway.audio.decode import declared_seconds
 from limits import counters
-from limits.admission import admit
+from limits.admission import admit, estimated_audio_seconds
 from limits.models import Counter
+from tests.audio_clips import silent_flac, understated
 from tests.openai_errors import assert_error
 from tests.streaming import body_of
 from usage.models import UsageRecord
@@ -46,6 +50,17 @@ def speech(api, voice="alloy", model="local/piper", text="Hi."):
     )
     body_of(response)  # to its end, where the ledger row is written
     return response
+
+
+def counter_value(prefix: str) -> int:
+    """The one limits counter whose name starts with `prefix`, wherever counters live."""
+    if django_settings.REDIS_URL:
+        import redis
+
+        client = redis.Redis.from_url(django_settings.REDIS_URL)
+        (name,) = client.scan_iter(f"{counters.PREFIX}{prefix}*")
+        return int(client.get(name))
+    return Counter.objects.get(name__startswith=prefix).value
 
 
 def limit(api_key, **fields) -> None:
@@ -137,19 +152,8 @@ def test_reservation_is_settled_to_the_charged_cost(api, api_key):
     assert speech(api, voice="no-such-voice").status_code == 400  # reserved, then released
     assert speech(api, text="Hello there.").status_code == 200
 
-    name = f"spend:key:{api_key.api_key.pk}:"
     charged = UsageRecord.objects.get(status_code=200).cost
-    if django_settings.REDIS_URL:
-        import redis
-
-        client = redis.Redis.from_url(django_settings.REDIS_URL)
-        value = int(
-            next(client.scan_iter(f"{counters.PREFIX}{name}*"))
-            and client.get(next(client.scan_iter(f"{counters.PREFIX}{name}*")))
-        )
-    else:
-        value = Counter.objects.get(name__startswith=name).value
-    assert value == int(charged * 1_000_000)
+    assert counter_value(f"spend:key:{api_key.api_key.pk}:") == int(charged * 1_000_000)
 
 
 def test_redis_down_falls_back_to_the_database_with_a_warning(api, api_key, settings, caplog):
@@ -161,3 +165,91 @@ def test_redis_down_falls_back_to_the_database_with_a_warning(api, api_key, sett
         assert speech(api).status_code == 429
     assert "using the database limiter" in caplog.text
     assert Counter.objects.filter(name__startswith=f"rpm:{api_key.api_key.pk}:").get().value == 2
+
+
+# --- audio is reserved at its duration, whatever its size -----------------------------------
+
+# 300 s at local/whisper-base's $0.006 a minute: $0.03, in a FLAC of a few kilobytes.
+FIVE_MINUTES_OF_SILENCE = silent_flac(300)
+
+
+def speech_to_text(api, audio: bytes, endpoint: str = "transcriptions"):
+    return api.post(
+        f"/v1/audio/{endpoint}",
+        {
+            "model": "local/whisper-base",
+            "file": SimpleUploadedFile("silence.flac", audio, "audio/flac"),
+        },
+    )
+
+
+def assert_insufficient_quota(response) -> None:
+    assert response.status_code == 429, response.content
+    assert response.json()["error"]["code"] == "insufficient_quota"
+
+
+def test_a_small_file_of_long_audio_is_reserved_at_its_duration():
+    size = len(FIVE_MINUTES_OF_SILENCE)
+    assert estimated_audio_seconds(size) < 10  # what its size alone suggests
+    assert declared_seconds(FIVE_MINUTES_OF_SILENCE) == 300.0
+    assert estimated_audio_seconds(size, declared=300.0) == 300.0
+    # Nothing past the decoding limit is ever billed, so nothing past it is reserved.
+    assert estimated_audio_seconds(size, declared=1e9) == django_settings.AROUTER_MAX_AUDIO_SECONDS
+
+
+@pytest.mark.parametrize("endpoint", ["transcriptions", "translations"])
+def test_audio_dearer_than_the_budget_is_refused_before_the_engine(api, api_key, endpoint):
+    limit(api_key, monthly_budget_usd=Decimal("0.01"), max_concurrent_requests=1)
+
+    response = speech_to_text(api, FIVE_MINUTES_OF_SILENCE, endpoint)
+
+    assert_insufficient_quota(response)
+    assert UsageRecord.objects.count() == 0  # no engine ran, nothing billed
+    assert counter_value(f"spend:key:{api_key.api_key.pk}:") == 0
+    assert counter_value(f"inflight:{api_key.api_key.pk}") == 0  # the slot is free again
+
+
+def test_a_header_that_understates_the_audio_does_not_get_past_the_budget(api, api_key):
+    limit(api_key, monthly_budget_usd=Decimal("0.01"), max_concurrent_requests=1)
+    lying = understated(FIVE_MINUTES_OF_SILENCE, seconds=1)
+    assert declared_seconds(lying) == 1.0  # admitted on its word: $0.0001...
+
+    response = speech_to_text(api, lying)
+
+    assert_insufficient_quota(response)  # ...refused once decoded to its 300 s
+    assert UsageRecord.objects.count() == 0
+    # Refused after admission, it gave its reservation and its slot back.
+    assert counter_value(f"spend:key:{api_key.api_key.pk}:") == 0
+    assert counter_value(f"inflight:{api_key.api_key.pk}") == 0
+    # And with the budget for it, it is billed what it decodes to.
+    limit(api_key, monthly_budget_usd=Decimal("1.00"))
+    answered = speech_to_text(api, lying)
+    assert answered.status_code == 200, answered.content
+    assert answered.json()["usage"]["seconds"] == 300
+    assert counter_value(f"spend:key:{api_key.api_key.pk}:") == 30_000  # micro-dollars
+
+
+@pytest.mark.parametrize("header", ["honest", "understated"])
+def test_chat_input_audio_is_reserved_at_its_duration(api, api_key, header):
+    # 3,000 audio tokens at local/audio-chat's $40 a million: $0.12 for the audio alone,
+    # where four bytes of base64 per token would have guessed about a tenth of that.
+    limit(api_key, monthly_budget_usd=Decimal("0.10"))
+    clip = FIVE_MINUTES_OF_SILENCE
+    if header == "understated":
+        clip = understated(clip, seconds=1)
+    audio = {"data": base64.b64encode(clip).decode(), "format": "flac"}
+    response = api.post(
+        "/v1/chat/completions",
+        {
+            "model": "local/audio-chat",
+            "max_completion_tokens": 1,
+            "messages": [
+                {"role": "user", "content": [{"type": "input_audio", "input_audio": audio}]}
+            ],
+        },
+        content_type="application/json",
+    )
+
+    assert_insufficient_quota(response)
+    assert UsageRecord.objects.count() == 0
+    assert counter_value(f"spend:key:{api_key.api_key.pk}:") == 0

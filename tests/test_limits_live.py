@@ -9,7 +9,8 @@ import httpx
 import openai
 import pytest
 
-from tests.test_limits import clean_counters, fresh_minute  # noqa: F401
+from tests.audio_clips import understated
+from tests.test_limits import FIVE_MINUTES_OF_SILENCE, clean_counters, fresh_minute  # noqa: F401
 from tests.upstream_helpers import catalog_from
 from usage.models import UsageRecord
 
@@ -56,6 +57,50 @@ def test_fifty_concurrent_requests_cannot_overspend_a_budget_for_ten(
     assert {r.json()["error"]["code"] for r in refused} == {"insufficient_quota"}
     spent = sum(UsageRecord.objects.filter(api_key=key).values_list("cost", flat=True))
     assert spent <= Decimal("33.00")  # the budget plus at most one request's cost
+    assert UsageRecord.objects.filter(api_key=key).count() == len(succeeded)
+
+
+def transcribe(base_url: str, key: str, audio: bytes) -> httpx.Response:
+    return httpx.post(
+        f"{base_url}/v1/audio/transcriptions",
+        headers={"Authorization": f"Bearer {key}"},
+        data={"model": "local/whisper-base"},
+        files={"file": ("silence.flac", audio, "audio/flac")},
+        timeout=300,
+    )
+
+
+# ($0.01: none of them fits; $0.10: three do), each 60 KB of FLAC with 300 s of silence at
+# $0.03, its header honest or claiming a single second.
+@pytest.mark.parametrize("budget", ["0.01", "0.10"])
+@pytest.mark.parametrize("header", ["honest", "understated"])
+def test_concurrent_small_files_of_long_audio_cannot_overspend_a_budget(
+    arouter_server, live_key, budget, header
+):
+    key = live_key.api_key
+    key.monthly_budget_usd = Decimal(budget)
+    key.save()
+    audio = FIVE_MINUTES_OF_SILENCE
+    if header == "understated":
+        audio = understated(audio, seconds=1)
+    assert len(audio) < 64_000  # a size guess would reserve 4 s, a cent is 100 s
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        responses = list(
+            pool.map(lambda _: transcribe(arouter_server.url, live_key.raw, audio), range(8))
+        )
+
+    succeeded = [r for r in responses if r.status_code == 200]
+    refused = [r for r in responses if r.status_code != 200]
+    fits = int(Decimal(budget) / Decimal("0.03"))
+    # The budget plus at most one request's estimate, as the README promises.
+    assert fits <= len(succeeded) <= fits + 1
+    assert {(r.status_code, r.json()["error"]["code"]) for r in refused} == {
+        (429, "insufficient_quota")
+    }
+    assert all(r.json()["usage"]["seconds"] == 300 for r in succeeded)
+    spent = sum(UsageRecord.objects.filter(api_key=key).values_list("cost", flat=True))
+    assert spent <= Decimal(budget) + Decimal("0.03")
     assert UsageRecord.objects.filter(api_key=key).count() == len(succeeded)
 
 

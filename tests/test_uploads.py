@@ -1,5 +1,7 @@
 """Uploads past a small size go to a temporary file, and nothing is kept after the request."""
 
+import base64
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +10,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.files.uploadhandler import TemporaryFileUploadHandler
 
 from gateway.audio.encode import wav_file
+from tests.test_limits import clean_counters, fresh_minute, speech  # noqa: F401
 
 SPILLED: list[Path] = []
 
@@ -106,19 +109,64 @@ def test_a_named_folder_keeps_each_upload_under_its_request_id(
     assert list(spill.iterdir()) == [archive_dir]  # the temporary file itself is gone
 
 
-def test_chat_input_audio_is_kept_too(api, api_key, archive_dir):
-    import base64
-
-    clip = wav_file(np.zeros(8000), 16_000)
+def chat_with_audio(api, clip: bytes, model: str = "local/audio-chat"):
     audio = {"data": base64.b64encode(clip).decode(), "format": "wav"}
     messages = [{"role": "user", "content": [{"type": "input_audio", "input_audio": audio}]}]
-
-    response = api.post(
+    return api.post(
         "/v1/chat/completions",
-        {"model": "no/such-model", "messages": messages},
+        {"model": model, "messages": messages, "max_completion_tokens": 1},
         content_type="application/json",
     )
 
-    assert response.status_code == 404  # refused for its model, after what was sent is kept
+
+def test_chat_input_audio_is_kept_too(api, api_key, archive_dir):
+    clip = wav_file(np.zeros(8000), 16_000)
+
+    response = chat_with_audio(api, clip)
+
+    assert response.status_code == 200, response.content
     folder = archive_dir / str(api_key.api_key.team_id)
     assert (folder / f"{response['x-request-id']}-1-input_audio.wav").read_bytes() == clip
+
+
+# Each way limits refuse a request before it runs: (key settings, status, code).
+REFUSALS = {
+    "rate limit": ({"requests_per_minute": 1}, 429, "rate_limit_exceeded"),
+    "budget": ({"monthly_budget_usd": Decimal("0.00")}, 429, "insufficient_quota"),
+    "endpoint not allowed": (
+        {"allowed_endpoints": ["/v1/audio/speech"]},
+        403,
+        "endpoint_not_allowed",
+    ),
+    "model not allowed": ({"allowed_models": ["local/piper"]}, 404, "model_not_found"),
+    "unknown model": ({}, 404, "model_not_found"),
+}
+
+
+@pytest.mark.parametrize("endpoint", ["transcriptions", "translations", "chat"])
+@pytest.mark.parametrize("refusal", REFUSALS)
+def test_a_refused_request_keeps_nothing(api, api_key, archive_dir, endpoint, refusal):
+    fields, status, code = REFUSALS[refusal]
+    for name, value in fields.items():
+        setattr(api_key.api_key, name, value)
+    api_key.api_key.save()
+    if refusal == "rate limit":
+        fresh_minute()
+        speech(api, voice="no-such-voice")  # the minute's one request, uploading nothing
+    model = "no/such-model" if refusal == "unknown model" else None
+    clip = wav_file(np.zeros(8000), 16_000)
+
+    if endpoint == "chat":
+        response = chat_with_audio(api, clip, model or "local/audio-chat")
+    else:
+        response = api.post(
+            f"/v1/audio/{endpoint}",
+            {
+                "model": model or "local/whisper-base",
+                "file": SimpleUploadedFile("talk.wav", clip, "audio/wav"),
+            },
+        )
+
+    assert response.status_code == status, response.content
+    assert response.json()["error"]["code"] == code
+    assert not archive_dir.exists() or list(archive_dir.rglob("*")) == []

@@ -9,6 +9,8 @@ unusable is an OpenAI 400 naming `file`; nothing here raises anything else.
 import io
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import av
@@ -57,10 +59,57 @@ def decode_audio(source: bytes | str) -> DecodedAudio:
 
     Blocking (FFmpeg work): call it off the event loop.
     """
+    with _opened(source) as container:
+        name = container.format.name
+        chunks = list(_decode_stream(container))
+    samples = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
+    _check_long_enough(len(samples))
+    return DecodedAudio(
+        samples=samples.astype(np.float32) / 32768.0, container=SUPPORTED_CONTAINERS[name]
+    )
+
+
+def decoded_seconds(source: bytes | str) -> float:
+    """How long an upload lasts once decoded, counted exactly as `decode_audio` counts it
+    (same checks, same AROUTER_MAX_AUDIO_SECONDS limit) without keeping the samples.
+
+    This is the duration a transcription is billed for, known before an engine runs: a
+    container's header may claim less than it holds. Blocking: call it off the event loop.
+    """
+    with _opened(source) as container:
+        count = sum(len(chunk) for chunk in _decode_stream(container))
+    _check_long_enough(count)
+    return count / SAMPLE_RATE
+
+
+def declared_seconds(source: bytes | str) -> float | None:
+    """How long the container says its audio is, read from its header without decoding
+    (FFmpeg may estimate it from the bitrate); None when it says nothing usable or the
+    file cannot be opened. Cheap, but only a claim: `decoded_seconds` is the truth.
+    """
+    try:
+        with av.open(_readable(source), mode="r") as container:
+            if container.duration and container.duration > 0:
+                return container.duration / av.time_base
+            for stream in container.streams.audio[:1]:
+                if stream.duration and stream.time_base:
+                    return float(stream.duration * stream.time_base)
+    except (av.FFmpegError, ValueError, OSError):
+        pass
+    return None
+
+
+def _readable(source: bytes | str):
+    return source if isinstance(source, str) else io.BytesIO(source)
+
+
+@contextmanager
+def _opened(source: bytes | str) -> Iterator[av.container.InputContainer]:
+    """The upload opened as a supported container with an audio stream, or the 400."""
     if (os.path.getsize(source) if isinstance(source, str) else len(source)) == 0:
         raise _bad_file("The audio file is empty.")
     try:
-        container = av.open(source if isinstance(source, str) else io.BytesIO(source), mode="r")
+        container = av.open(_readable(source), mode="r")
     except (av.FFmpegError, ValueError, OSError):
         raise _bad_file(
             "The file could not be read as audio: it is corrupt or not an audio file. "
@@ -75,14 +124,16 @@ def decode_audio(source: bytes | str) -> DecodedAudio:
             )
         if not container.streams.audio:
             raise _bad_file("The file contains no audio stream.")
-        samples = _decode_stream(container)
-    if len(samples) < MIN_SECONDS * SAMPLE_RATE:
+        yield container
+
+
+def _check_long_enough(sample_count: int) -> None:
+    if sample_count < MIN_SECONDS * SAMPLE_RATE:
         raise invalid_param(
             f"Audio file is too short. Minimum audio length is {MIN_SECONDS} seconds.",
             param="file",
             code="audio_too_short",
         )
-    return DecodedAudio(samples=samples, container=SUPPORTED_CONTAINERS[name])
 
 
 def _too_long(limit: float) -> OpenAIError:
@@ -93,32 +144,32 @@ def _too_long(limit: float) -> OpenAIError:
     )
 
 
-def _decode_stream(container) -> np.ndarray:
+def _decode_stream(container: av.container.InputContainer) -> Iterator[np.ndarray]:
+    """The first audio stream as 16 kHz mono int16 chunks, stopping at the length limit."""
     # Through 16-bit samples, exactly as faster-whisper's own decode_audio does, so the
     # gateway hears bit for bit what bare faster-whisper hears (same text, same timings).
     resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
-    chunks: list[np.ndarray] = []
     # Counted while decoding: a small file can claim hours (silence compresses to nearly
     # nothing), and decoding stops at the limit instead of filling memory.
     limit = settings.AROUTER_MAX_AUDIO_SECONDS
     budget = int(limit * SAMPLE_RATE)
+    produced = 0
     try:
         for frame in container.decode(audio=0):
             for out in resampler.resample(frame):
-                chunks.append(out.to_ndarray().reshape(-1))
-                budget -= len(chunks[-1])
+                chunk = out.to_ndarray().reshape(-1)
+                produced += 1
+                budget -= len(chunk)
+                yield chunk
             if budget < 0:
                 raise _too_long(limit)
     except (av.FFmpegError, ValueError) as exc:
         # A file cut short decodes up to the damage, as FFmpeg itself would; one that
         # yields nothing at all is corrupt.
-        if not chunks:
+        if not produced:
             raise _bad_file(
                 "The audio file is corrupt: no audio could be decoded from it."
             ) from None
-        logger.info("audio upload damaged after %d chunks: %s", len(chunks), exc)
+        logger.info("audio upload damaged after %d chunks: %s", produced, exc)
     for out in resampler.resample(None):
-        chunks.append(out.to_ndarray().reshape(-1))
-    if not chunks:
-        return np.zeros(0, dtype=np.float32)
-    return np.concatenate(chunks).astype(np.float32) / 32768.0
+        yield out.to_ndarray().reshape(-1)

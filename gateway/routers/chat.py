@@ -18,9 +18,9 @@ import numpy as np
 from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
 from ninja import Router
 
-from gateway.audio import archive
 from gateway.catalog import ModelEntry, catalog
 from gateway.chat import replies
+from gateway.chat.admission import admit_chat
 from gateway.chat.conversation import Turn, prepare
 from gateway.chat.relay import relay, relay_stream
 from gateway.chat.request import AudioInput, ChatRequest, parse_chat_request
@@ -29,7 +29,6 @@ from gateway.providers import provider_for
 from gateway.providers.base import ChatJob
 from gateway.providers.cascade import PCM_RATE, Spoken
 from usage.ledger import Charge
-from usage.pricing import Metered
 
 logger = logging.getLogger(__name__)
 router = Router(tags=["chat"])
@@ -88,14 +87,12 @@ def encode_reply_audio(pcm: bytes, fmt: str) -> bytes:
 @router.post("/completions", summary="Create chat completion")
 async def create_chat_completion(request: HttpRequest):
     chat = parse_chat_request(request.body)
-    await archive.keep(request, chat.audio_uploads())
     entry = catalog().resolve(chat.model, "chat")
     provider = provider_for(entry)
     check_capabilities(chat, entry, provider)
     charge = Charge(request=request, entry=entry, endpoint=ENDPOINT)
-    # About four bytes of request per token in; the whole reply budget out.
-    estimate = Metered(text_tokens_in=len(request.body) // 4, text_tokens_out=chat.token_budget())
-    await charge.admit(estimate)
+    # Input audio reserved at its duration; kept (AROUTER_KEEP_UPLOADS_DIR) once admitted.
+    await admit_chat(charge, chat, len(request.body))
     if relays(provider) and (chat.has_audio_input or chat.wants_audio):
         return await relay_request(chat, request, provider, charge)
     try:

@@ -23,7 +23,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from ninja import Router
 
-from gateway.audio import archive
+from gateway.audio.reservation import Clip, admit_uploads
 from gateway.catalog import ModelEntry, catalog
 from gateway.errors import OpenAIError, invalid_param
 from gateway.providers import provider_for
@@ -41,7 +41,6 @@ from gateway.transcripts import (
     duration_usage,
     render,
 )
-from limits.admission import estimated_audio_seconds
 from usage.ledger import Charge
 from usage.pricing import Metered
 
@@ -288,10 +287,14 @@ async def _speech_to_text(
 ) -> HttpResponse:
     # Parsing the multipart body reads a spooled file of up to 25 MB: keep it off the loop.
     form = await asyncio.to_thread(parse_form, request, task)
-    await archive.keep(request, [(form.upload.filename, form.upload.source)])
     entry = catalog().resolve(form.model, "transcription")
     charge = Charge(request, entry, endpoint)
-    await charge.admit(Metered(audio_seconds_in=estimated_audio_seconds(form.upload.size)))
+    # Reserved at the audio's duration (not its size), and kept only once admitted.
+    await admit_uploads(
+        charge,
+        [Clip(form.upload)],
+        lambda seconds: Metered(audio_seconds_in=math.ceil(seconds)),
+    )
     try:
         transcriber = _transcriber(entry)
         job = TranscriptionJob(
