@@ -3,10 +3,12 @@
 from datetime import UTC, datetime, time
 
 from django import forms
-from django.contrib.auth.forms import UserCreationForm
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
 from django.contrib.auth.models import User
 from django.utils import timezone
 
+from accounts import throttle
 from accounts.models import ApiKey, Membership, Team
 
 
@@ -16,6 +18,33 @@ class SignupForm(UserCreationForm):
     class Meta(UserCreationForm.Meta):
         model = User
         fields = ("username", "email")
+
+
+class ThrottledLoginMixin:
+    """Log-in forms that refuse to check a password while its username and address are
+    paused, and count each failed check; the site's and the admin's share the counters."""
+
+    def clean(self) -> dict:
+        username = self.data.get("username", "")
+        address = throttle.client_address(self.request)
+        if throttle.is_locked(username, address):
+            raise forms.ValidationError(throttle.LOCKED_MESSAGE, code=throttle.LOCKED)
+        try:
+            cleaned = super().clean()
+        except forms.ValidationError:
+            throttle.record_failure(username, address)
+            raise
+        if self.get_user() is not None:
+            throttle.clear(username, address)
+        return cleaned
+
+
+class ThrottledAuthenticationForm(ThrottledLoginMixin, AuthenticationForm):
+    pass
+
+
+class ThrottledAdminAuthenticationForm(ThrottledLoginMixin, AdminAuthenticationForm):
+    pass
 
 
 class TeamForm(forms.ModelForm):

@@ -1,9 +1,13 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
 
-from accounts.views.auth import ThrottledLoginView
+from accounts.forms import ThrottledAdminAuthenticationForm
+from accounts.views.auth import ThrottledLoginView, admin_login
 from gateway.api import api
 from gateway.views import unknown_api_route
+
+# The admin's log-in counts failures with the site's (Django's documented hook for its form).
+admin.site.login_form = ThrottledAdminAuthenticationForm
 
 urlpatterns = [
     path("v1/", api.urls),
@@ -16,5 +20,6 @@ urlpatterns = [
     # Log-in is throttled; the rest of Django's account views (log-out, password change).
     path("accounts/login/", ThrottledLoginView.as_view(), name="login"),
     path("accounts/", include("django.contrib.auth.urls")),
+    path("admin/login/", admin_login),
     path("admin/", admin.site.urls),
 ]

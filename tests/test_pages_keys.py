@@ -5,6 +5,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.contrib.sessions.models import Session
 from django.test import Client
 from django.utils import timezone
 
@@ -48,6 +49,43 @@ def test_created_key_is_shown_once_and_works(as_owner, team, owner):
     assert key.monthly_budget_usd == Decimal("12.50")
     assert shown_key(as_owner.get(f"/teams/{team.pk}/keys/")) is None
     assert Client(headers={"Authorization": f"Bearer {raw}"}).get("/v1/models").status_code == 200
+
+
+def test_a_new_key_is_in_the_post_answer_only_never_in_the_session_or_a_cookie(as_owner, team):
+    response = as_owner.post(f"/teams/{team.pk}/keys/", {"name": "ci"})
+
+    # The answer to the post shows the key itself: no redirect that would carry it along.
+    assert response.status_code == 200
+    raw = shown_key(response)
+    assert ApiKey.objects.get(name="ci").matches(raw)
+    assert "no-store" in response["Cache-Control"]
+    assert raw not in response.cookies.output()
+    assert all(raw not in morsel.value for morsel in as_owner.cookies.values())
+    # Django's session data is signed, not encrypted: the key must not be in any of it.
+    for stored in Session.objects.all():
+        assert raw not in repr(stored.get_decoded())
+    assert raw not in repr(dict(as_owner.session.items()))
+
+
+def test_posting_the_same_form_again_makes_no_second_key(as_owner, team):
+    page = as_owner.get(f"/teams/{team.pk}/keys/").content.decode()
+    form_id = re.search(r'name="form_id" value="([^"]+)"', page).group(1)
+    first = as_owner.post(f"/teams/{team.pk}/keys/", {"name": "ci", "form_id": form_id})
+    assert shown_key(first)
+
+    # What a reload of the page showing the key sends: the same form again.
+    again = as_owner.post(
+        f"/teams/{team.pk}/keys/", {"name": "ci", "form_id": form_id}, follow=True
+    )
+
+    assert ApiKey.objects.filter(name="ci").count() == 1
+    assert shown_key(again) is None
+    assert "That form was sent already" in again.content.decode()
+    # A fresh form (the one the answer shows) makes the next key.
+    fresh = re.search(r'name="form_id" value="([^"]+)"', first.content.decode()).group(1)
+    assert fresh != form_id
+    as_owner.post(f"/teams/{team.pk}/keys/", {"name": "ci", "form_id": fresh})
+    assert ApiKey.objects.filter(name="ci").count() == 2
 
 
 def test_expiry_is_the_end_of_the_chosen_day(as_owner, team):

@@ -173,3 +173,67 @@ def test_a_start_after_the_end_is_explained(as_owner, team):
     assert "The start date is after the end date" in response.content.decode()
     filters = response.context["filters"]
     assert filters.start == filters.end == datetime(2026, 5, 1, tzinfo=UTC).date()
+
+
+def test_an_end_past_today_shows_up_to_today(as_owner, team, ledger):
+    today = timezone.now().date()
+    query = f"start={ledger.isoformat()}&end=9999-12-31"
+
+    response = as_owner.get(f"/teams/{team.pk}/usage/?{query}")
+    exported = as_owner.get(f"/teams/{team.pk}/usage/export.csv?{query}")
+
+    assert response.status_code == 200
+    filters = response.context["filters"]
+    assert (filters.start, filters.end) == (ledger, today)
+    assert "There is no usage after today" in response.content.decode()
+    assert {record.request_id for record in response.context["page"]} == {
+        "req_0", "req_1", "req_2", "req_3"
+    }  # fmt: skip
+    assert exported.status_code == 200
+    assert f"-{today.isoformat()}.csv" in exported["Content-Disposition"]
+    assert len(csv_rows(exported)) == 4
+
+
+def test_a_period_is_at_most_400_days(as_owner, team, ledger):
+    today = timezone.now().date()
+    query = "start=1026-12-01&end=" + today.isoformat()
+
+    response = as_owner.get(f"/teams/{team.pk}/usage/?{query}")
+    exported = as_owner.get(f"/teams/{team.pk}/usage/export.csv?{query}")
+
+    filters = response.context["filters"]
+    assert filters.start == today - timedelta(days=399)
+    assert len(filters.days) == 400
+    assert "A period is at most 400 days" in response.content.decode()
+    chart = ET.fromstring(str(response.context["cost_chart"]))
+    assert len(chart.findall(f"{SVG}g")) == 400  # a bar slot per day, no more
+    expected = f"-{filters.start.isoformat()}-{today.isoformat()}.csv"
+    assert expected in exported["Content-Disposition"]
+    assert len(csv_rows(exported)) == 4
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "start=not-a-date&end=2026-13-40",
+        "start=0001-01-01&end=0001-01-01",
+        "end=0001-01-01",
+        "start=9999-12-31",
+        "key=%C2%B2",  # '²', a digit int() refuses
+        "key=99999999999999999999999999",
+        "page=%C2%B2&split=model",
+    ],
+)
+def test_odd_filters_are_a_page_not_a_500(as_owner, team, ledger, query):
+    assert as_owner.get(f"/teams/{team.pk}/usage/?{query}").status_code == 200
+    assert as_owner.get(f"/teams/{team.pk}/usage/export.csv?{query}").status_code == 200
+
+
+def test_a_date_that_is_not_one_is_explained(as_owner, team, ledger):
+    response = as_owner.get(f"/teams/{team.pk}/usage/?start=2026-02-30&end=yesterday")
+    page = response.content.decode()
+    assert "The start date “2026-02-30” is not a date (YYYY-MM-DD)" in page
+    assert "The end date “yesterday” is not a date" in page
+    filters = response.context["filters"]
+    today = timezone.now().date()
+    assert (filters.start, filters.end) == (today.replace(day=1), today)

@@ -19,13 +19,36 @@ from usage.models import INTERRUPTED, UsageRecord
 # Refused, failed, or interrupted (the process died mid-stream).
 FAILED = Q(status_code__gte=400) | Q(status_code=INTERRUPTED)
 PERIODS = {"today": "Today", "7d": "Last 7 days", "30d": "Last 30 days", "month": "This month"}
+# The longest period a page or an export covers: a chart bar per day, one query for all.
+MAX_DAYS = 400
 
 
-def _day(raw: str | None) -> date | None:
-    try:
-        return date.fromisoformat(raw) if raw else None
-    except ValueError:
+def _day(raw: str | None, which: str, errors: list[str]) -> date | None:
+    """A YYYY-MM-DD date from the query; anything else is explained and left out."""
+    if not raw:
         return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        errors.append(f"The {which} date “{raw[:40]}” is not a date (YYYY-MM-DD); ignored.")
+        return None
+
+
+def _bounded(start: date, end: date, today: date, errors: list[str]) -> tuple[date, date]:
+    """The asked range within what can hold usage: nothing after today (which also keeps
+    `end + 1 day` from overflowing at 9999-12-31), at most MAX_DAYS long, start <= end."""
+    if end > today:
+        errors.append("There is no usage after today; showing up to today.")
+        end = today
+    if start > end:
+        errors.append("The start date is after the end date; showing the end day only.")
+        start = end
+    if (end - start).days >= MAX_DAYS:
+        start = end - timedelta(days=MAX_DAYS - 1)
+        errors.append(
+            f"A period is at most {MAX_DAYS} days; showing the {MAX_DAYS} days to the end date."
+        )
+    return start, end
 
 
 def _midnight(day: date) -> datetime:
@@ -40,6 +63,12 @@ def _period(name: str, today: date) -> tuple[date, date]:
     if name == "30d":
         return today - timedelta(days=29), today
     return today.replace(day=1), today
+
+
+def _key_id(raw: str) -> int | None:
+    """A key's id from the query, or None: ASCII digits (int() refuses some that isdigit()
+    accepts, such as '²') few enough for the database's 64-bit integer."""
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 18 else None
 
 
 @dataclass(frozen=True)
@@ -58,26 +87,22 @@ class UsageFilters:
 
     @classmethod
     def from_query(cls, query: QueryDict, today: date) -> "UsageFilters":
-        errors = []
+        errors: list[str] = []
         period = query.get("period", "")
-        start, end = _day(query.get("start")), _day(query.get("end"))
+        start = _day(query.get("start"), "start", errors)
+        end = _day(query.get("end"), "end", errors)
         if period in PERIODS or not (start or end):
             start, end = _period(period or "month", today)
             period = period or "month"
         else:
             period = ""
-            start = start or today.replace(day=1)
-            end = end or today
-        if start > end:
-            errors.append("The start date is after the end date; showing the end day only.")
-            start = end
-        key = query.get("key", "")
+            start, end = _bounded(start or today.replace(day=1), end or today, today, errors)
         status = query.get("status", "")
         return cls(
             start=start,
             end=end,
             period=period,
-            key_id=int(key) if key.isdigit() else None,
+            key_id=_key_id(query.get("key", "")),
             model=query.get("model", "").strip(),
             endpoint=query.get("endpoint", "").strip(),
             status=status if status in {"ok", "error"} else "",

@@ -1,45 +1,41 @@
 """Sign-up, and log-in with throttling of failed attempts."""
 
+from django.contrib import admin
 from django.contrib.auth import login
 from django.contrib.auth.views import LoginView
 from django.db import transaction
+from django.forms import Form
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from accounts import throttle
-from accounts.forms import SignupForm
+from accounts.forms import SignupForm, ThrottledAuthenticationForm
 from accounts.models import Membership, Team
 
 
-def _client_address(request: HttpRequest) -> str:
-    return request.META.get("REMOTE_ADDR", "")
+def _paused_is_429(response: HttpResponse) -> HttpResponse:
+    """A log-in form refused because its username and address are paused answers 429."""
+    form = (getattr(response, "context_data", None) or {}).get("form")
+    if isinstance(form, Form) and form.has_error("__all__", code=throttle.LOCKED):
+        response.status_code = 429
+    return response
 
 
 class ThrottledLoginView(LoginView):
-    """Django's log-in; after too many failures for a username from one address, a pause."""
+    """Django's log-in; after too many failures for a username from one address, a pause
+    (counted by the form, ThrottledAuthenticationForm)."""
 
-    def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        username = request.POST.get("username", "")
-        if throttle.is_locked(username, _client_address(request)):
-            form = self.get_form()
-            form.errors.clear()
-            form.add_error(
-                None,
-                "Too many failed log-in attempts. Wait 15 minutes, then try again.",
-            )
-            return self.render_to_response(self.get_context_data(form=form), status=429)
-        return super().post(request, *args, **kwargs)
+    authentication_form = ThrottledAuthenticationForm
 
     def form_invalid(self, form) -> HttpResponse:
-        throttle.record_failure(
-            self.request.POST.get("username", ""), _client_address(self.request)
-        )
-        return super().form_invalid(form)
+        return _paused_is_429(super().form_invalid(form))
 
-    def form_valid(self, form) -> HttpResponse:
-        throttle.clear(form.get_user().get_username(), _client_address(self.request))
-        return super().form_valid(form)
+
+def admin_login(request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+    """The admin's own log-in page; its form (admin.site.login_form, set in arouter.urls)
+    is throttled with the same counters as the site's log-in."""
+    return _paused_is_429(admin.site.login(request, extra_context))
 
 
 def _personal_team_name(username: str) -> str:

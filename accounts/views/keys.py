@@ -1,5 +1,6 @@
 """API keys of a team: list with this month's spend, create (shown once), edit, revoke."""
 
+import secrets
 from decimal import Decimal
 
 from django.contrib import messages
@@ -9,6 +10,7 @@ from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_http_methods
 
 from accounts.access import manager_membership_or_404, membership_or_404
@@ -16,7 +18,10 @@ from accounts.forms import KeyForm
 from accounts.models import ApiKey, Membership
 from usage.models import billing_month_start
 
-NEW_KEY_SESSION = "arouter.new_key"
+# Ids of create-key forms already sent (not secrets): the form posted again, as a reload
+# of the page showing a new key does, creates no second key.
+SENT_FORMS_SESSION = "arouter.sent_key_forms"
+SENT_FORMS_KEPT = 20
 
 
 def keys_with_spend(team_id: int):
@@ -39,6 +44,7 @@ def _page(
         "keys": keys_with_spend(membership.team_id),
         "form": form,
         "now": timezone.now(),
+        "form_id": secrets.token_urlsafe(12),
         **extra,
     }
     return render(request, "accounts/keys.html", context, status=status)
@@ -50,31 +56,27 @@ def keys(request: HttpRequest, team_id: int) -> HttpResponse:
     """Everyone in the team sees the keys (to pick one in the playground); managers create."""
     membership = membership_or_404(request.user, team_id)
     if request.method == "GET":
-        new_key = request.session.get(NEW_KEY_SESSION) or {}
-        if new_key.get("team") == membership.team_id:
-            del request.session[NEW_KEY_SESSION]
-        else:
-            new_key = {}
-        return _page(
-            request,
-            membership,
-            KeyForm(),
-            new_key=new_key.get("raw"),
-            new_key_name=new_key.get("name"),
-        )
+        return _page(request, membership, KeyForm())
     membership = manager_membership_or_404(request.user, team_id)
+    form_id = request.POST.get("form_id", "")[:32]
+    sent = request.session.get(SENT_FORMS_SESSION, [])
+    if form_id and form_id in sent:
+        messages.info(request, "That form was sent already: its key exists, shown only once.")
+        return redirect("accounts:keys", team_id=team_id)
     form = KeyForm(request.POST)
     if not form.is_valid():
         return _page(request, membership, form, status=400)
     issued = ApiKey.issue(membership.team, created_by=request.user, **form.cleaned_data)
-    # Post/redirect/get, so a reload cannot make a second key. The secret waits in the
-    # server-side session for the one page that shows it, which takes it out again.
-    request.session[NEW_KEY_SESSION] = {
-        "raw": issued.raw,
-        "name": issued.api_key.name,
-        "team": membership.team_id,
-    }
-    return redirect("accounts:keys", team_id=team_id)
+    if form_id:
+        request.session[SENT_FORMS_SESSION] = [*sent, form_id][-SENT_FORMS_KEPT:]
+    # The secret is in this response only: never in the session (whose data is signed, not
+    # encrypted) nor a cookie, and not cached. A reload posts the same form id again, which
+    # creates nothing (above); any later page shows no secret.
+    response = _page(
+        request, membership, KeyForm(), new_key=issued.raw, new_key_name=issued.api_key.name
+    )
+    add_never_cache_headers(response)
+    return response
 
 
 @login_required
