@@ -3,7 +3,7 @@
 Each entry says what the model does (its kind and modalities), who serves it (a provider
 from `gateway.providers.PROVIDERS` and that provider's target), and what it costs. Aliases
 are explicit entries that borrow another entry's route, so `/v1/models` shows honestly
-where an `openai/...` id really goes.
+what really serves an `openai/...` id or one of OpenAI's own names (`whisper-1`, `tts-1`).
 """
 
 import functools
@@ -23,6 +23,7 @@ Kind = Literal["transcription", "speech", "chat"]
 KINDS: tuple[Kind, ...] = ("transcription", "speech", "chat")
 MODALITIES = ("text", "audio")
 DEFAULT_CREATED = 1763856000  # 2025-11-23, when this catalog format was introduced
+LOCAL = "local"  # `served_by` of the engines in this process, so no upstream may take it
 
 # Price fields, each in USD per the unit its name gives.
 PRICE_FIELDS = (
@@ -96,16 +97,12 @@ class ModelEntry:
     created: int = DEFAULT_CREATED
     options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
-    def route(self) -> dict[str, Any]:
-        """Where requests for this id go, without credentials or internal addresses."""
-        route: dict[str, Any] = {"provider": self.provider, "target": self.target}
-        if self.upstream:
-            route["upstream"] = self.upstream
-        if self.alias_of:
-            route["alias_of"] = self.alias_of
-        if self.fallbacks:
-            route["fallbacks"] = list(self.fallbacks)
-        return route
+    @property
+    def served_by(self) -> str:
+        """Who answers this id, as a client may be told: "local" (an engine in this
+        process) or the name of the upstream it is sent to. Provider names, targets (file
+        paths, packaged weights) and addresses stay internal."""
+        return self.upstream or LOCAL
 
     def accepts(self, modality: str) -> bool:
         return modality in self.input_modalities
@@ -253,6 +250,8 @@ def _upstreams(path: Path, raw: Any) -> dict[str, Upstream]:
     upstreams = {}
     for name, table in raw.items():
         where = f"[upstreams.{name}]"
+        if name == LOCAL:
+            raise _fail(path, where, f"{LOCAL!r} names the local engines; call it otherwise")
         if not isinstance(table, dict) or not str(table.get("base_url", "")).startswith("http"):
             raise _fail(path, where, "`base_url` must be an http(s) URL")
         known = {"base_url", "api_key_env", "api_key_file"}

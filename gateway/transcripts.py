@@ -1,8 +1,10 @@
 """A Transcript in each of OpenAI's response formats: json, text, srt, verbose_json, vtt.
 
-Shapes follow openai-python's `Transcription`, `TranscriptionVerbose`, `Translation` and
-`TranslationVerbose`: transcriptions carry a duration `usage` object (plus our `cost`),
-translations only what OpenAI's translation objects hold.
+Shapes follow OpenAI's `CreateTranscriptionResponseJson`, `...VerboseJson` and
+`CreateTranslationResponseJson` schemas: transcriptions carry a duration `usage` object
+(plus our `cost`), translations only what OpenAI's translation objects hold. A streamed
+transcription ends with `transcript.text.done`, whose usage the spec gives only in tokens:
+`token_usage` counts them.
 """
 
 import math
@@ -11,12 +13,21 @@ from typing import Any, Literal
 
 from django.http import HttpResponse, JsonResponse
 
+from gateway.catalog import ModelEntry
 from gateway.providers.base import Segment, Transcript, Word
+from gateway.providers.upstream import CHARS_PER_TOKEN
 
 ResponseFormat = Literal["json", "text", "srt", "verbose_json", "vtt"]
 RESPONSE_FORMATS: tuple[ResponseFormat, ...] = ("json", "text", "srt", "verbose_json", "vtt")
 Task = Literal["transcribe", "translate"]
 TEXT_CONTENT_TYPE = "text/plain; charset=utf-8"
+# For a model whose catalog entry gives no `audio_tokens_per_second`: Whisper's encoder
+# turns each 30 s window into 1500 positions, 50 a second.
+WHISPER_AUDIO_TOKENS_PER_SECOND = 50
+# Token ids from here on are Whisper's special tokens (end of text, language, task and the
+# timestamps segments begin and end with) in its multilingual vocabulary. The English-only
+# vocabulary's start one lower, at its end-of-text token, which no segment holds.
+WHISPER_FIRST_SPECIAL_TOKEN = 50257
 
 
 def billed_seconds(transcript: Transcript) -> int:
@@ -26,6 +37,37 @@ def billed_seconds(transcript: Transcript) -> int:
 
 def duration_usage(seconds: int, cost: Decimal) -> dict[str, Any]:
     return {"type": "duration", "seconds": seconds, "cost": float(cost)}
+
+
+def audio_tokens(transcript: Transcript, entry: ModelEntry) -> int:
+    """Audio tokens heard: ceil(seconds of audio x the model's audio tokens per second)."""
+    rate = float(entry.options.get("audio_tokens_per_second", WHISPER_AUDIO_TOKENS_PER_SECOND))
+    return math.ceil(round(transcript.duration * rate, 3))
+
+
+def text_tokens(transcript: Transcript) -> int:
+    """Text tokens written: the ones Whisper decoded, without its special and timestamp
+    tokens; for a transcript that came without token ids (an upstream answering `json`),
+    an estimate of a token per four characters."""
+    ids = [token for segment in transcript.segments for token in segment.tokens]
+    if ids:
+        return sum(1 for token in ids if token < WHISPER_FIRST_SPECIAL_TOKEN)
+    return math.ceil(len(transcript.text) / CHARS_PER_TOKEN)
+
+
+def token_usage(transcript: Transcript, entry: ModelEntry, cost: Decimal) -> dict[str, Any]:
+    """The spec's token usage (`TranscriptTextUsageTokens`), plus our `cost`, which is
+    still billed by the minute. The `prompt` is not counted: Whisper reads it, but it is
+    not billed and no tokenizer here counts it for every model."""
+    heard, written = audio_tokens(transcript, entry), text_tokens(transcript)
+    return {
+        "type": "tokens",
+        "input_tokens": heard,
+        "input_token_details": {"audio_tokens": heard},
+        "output_tokens": written,
+        "total_tokens": heard + written,
+        "cost": float(cost),
+    }
 
 
 def timestamp(seconds: float, decimal_marker: str) -> str:

@@ -40,8 +40,20 @@ def test_default_catalog_has_the_documented_ids():
         "local/piper",
         "local/gemma-3-270m",
         "local/audio-chat",
+        # OpenAI's own names, so code written for OpenAI needs only base_url changed.
+        "whisper-1",
+        "gpt-4o-transcribe",
+        "gpt-4o-mini-transcribe",
+        "tts-1",
+        "tts-1-hd",
+        "gpt-4o-mini-tts",
+        "gpt-4o-audio-preview",
+        "gpt-realtime",
     ):
         assert model_id in models
+    assert models["whisper-1"].route_id == "local/whisper-base"
+    assert models["gpt-4o-mini-tts"].route_id == "local/piper"
+    assert models["gpt-realtime"].route_id == "local/audio-chat"
     assert models["openai/whisper-large-v3"].route_id == "local/whisper-base"
     assert models["openai/tts-1-hd"].pricing.per_million_characters == Decimal(30)
 
@@ -57,7 +69,7 @@ def test_alias_inherits_route_and_modalities(tmp_path):
         "packaged:whisper-base",
     )
     assert alias.pricing == catalog.models["local/whisper-base"].pricing
-    assert alias.route()["alias_of"] == "local/whisper-base"
+    assert (alias.alias_of, alias.served_by) == ("local/whisper-base", "local")
 
 
 def test_resolve_checks_kind(tmp_path):
@@ -117,9 +129,14 @@ def test_upstream_table_parsed_without_exposing_key(tmp_path, monkeypatch):
     upstream = catalog.upstreams["acme"]
     assert upstream.base_url == "http://127.0.0.1:9/v1"
     assert upstream.api_key() == "sk-secret"
-    route = catalog.models["local/whisper-base"].route()
-    assert "sk-secret" not in repr(route)
-    assert "127.0.0.1" not in repr(route)
+    assert catalog.models["local/whisper-base"].served_by == "acme"  # the name, not the URL
+
+
+def test_no_upstream_may_be_called_local(tmp_path):
+    # `served_by: "local"` means this process's engines; an upstream of that name would lie.
+    text = '[upstreams.local]\nbase_url = "http://127.0.0.1:9/v1"\n' + MINIMAL
+    with pytest.raises(CatalogError, match=r"\[upstreams.local\].*names the local engines"):
+        load_catalog(write(tmp_path, text))
 
 
 def test_bad_catalog_stops_start_up(tmp_path):

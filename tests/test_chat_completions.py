@@ -344,3 +344,37 @@ async def test_stored_audio_reply_resolves_only_for_its_team(api_key, outsider_k
         headers={"Authorization": f"Bearer {outsider_key.raw}"},
     )
     assert_error(foreign, 400, "messages[1].audio.id")
+
+
+# --- OpenAI's schemas (tests/contract/) ---------------------------------------------------
+
+
+@pytest.mark.engines
+@pytest.mark.django_db(transaction=True)
+async def test_reply_and_chunks_match_openais_schemas_without_a_null_fingerprint(api_key):
+    from tests.openai_contract import assert_matches, assert_stream_matches
+
+    client, auth = AsyncClient(), {"Authorization": f"Bearer {api_key.raw}"}
+    body = {
+        "model": TEXT_MODEL,
+        "messages": [{"role": "user", "content": "Count: one, two, three,"}],
+        "max_completion_tokens": 4,
+    }
+    reply = await client.post(
+        URL, data=json.dumps(body), content_type="application/json", headers=auth
+    )
+    assert reply.status_code == 200, reply.content
+    # system_fingerprint is a string in the spec; we have none, so it is left out.
+    assert "system_fingerprint" not in reply.json()
+    assert_matches("CreateChatCompletionResponse", reply.json(), extras=["usage.cost"])
+    streamed = await client.post(
+        URL,
+        data=json.dumps({**body, "stream": True, "stream_options": {"include_usage": True}}),
+        content_type="application/json",
+        headers=auth,
+    )
+    raw = b"".join([part async for part in streamed.streaming_content])
+    *chunks, done = sse_events(raw)
+    assert done == "[DONE]"
+    assert not any("system_fingerprint" in c for c in chunks)
+    assert_stream_matches("CreateChatCompletionStreamResponse", chunks, extras=["usage.cost"])

@@ -1,37 +1,74 @@
 """GET /v1/models and /v1/models/{id}."""
 
+import pytest
+
 from gateway.catalog import catalog
+from tests.openai_contract import assert_matches
+
+# Our fields beside OpenAI's {id, object, created, owned_by}, as the README lists them.
+OUR_FIELDS = (
+    "kind",
+    "description",
+    "input_modalities",
+    "output_modalities",
+    "served_by",
+    "alias_of",
+    "pricing",
+)
+OPENAI_NAMES = {
+    "whisper-1": "local/whisper-base",
+    "gpt-4o-transcribe": "local/whisper-base",
+    "gpt-4o-mini-transcribe": "local/whisper-base",
+    "tts-1": "local/piper",
+    "tts-1-hd": "local/piper",
+    "gpt-4o-mini-tts": "local/piper",
+    "gpt-4o-audio-preview": "local/audio-chat",
+    "gpt-realtime": "local/audio-chat",
+}
 
 
 def test_list_shape(api):
     body = api.get("/v1/models").json()
-    assert body["object"] == "list"
+    assert_matches("ListModelsResponse", body, extras=[f"data.*.{f}" for f in OUR_FIELDS])
     ids = [model["id"] for model in body["data"]]
     assert ids == sorted(catalog().models)
     for model in body["data"]:
-        assert model["object"] == "model"
-        assert isinstance(model["created"], int)
+        assert list(model) == ["id", "object", "created", "owned_by", *OUR_FIELDS]
         assert model["owned_by"]
         assert model["input_modalities"]
         assert model["output_modalities"]
-        assert "provider" in model["route"]
+        assert model["served_by"] == "local"  # the default catalog serves all of it here
         assert isinstance(model["pricing"], dict)
 
 
-def test_aliases_show_their_route_honestly(api):
+def test_retrieve_is_openais_model_object(api):
+    model = api.get("/v1/models/local/whisper-base").json()
+    assert_matches("Model", model, extras=OUR_FIELDS)
+    assert (model["served_by"], model["alias_of"]) == ("local", None)
+
+
+def test_aliases_say_what_serves_them_without_internal_paths(api):
     model = api.get("/v1/models/openai/whisper-large-v3").json()
-    assert model["route"] == {
-        "provider": "whisper",
-        "target": "packaged:whisper-base",
-        "alias_of": "local/whisper-base",
-    }
+    assert (model["served_by"], model["alias_of"]) == ("local", "local/whisper-base")
     assert model["pricing"] == {"per_audio_minute": "0.006"}
+    listing = api.get("/v1/models").content.decode()
+    # Providers' targets (packaged weights, file paths) and provider names stay inside.
+    for internal in ("packaged:", '"route"', '"provider"', '"target"', "en_US-joe"):
+        assert internal not in listing
+
+
+@pytest.mark.parametrize(("name", "engine"), sorted(OPENAI_NAMES.items()))
+def test_openai_model_names_are_listed_as_aliases_of_local_engines(api, name, engine):
+    model = api.get(f"/v1/models/{name}").json()
+    assert (model["id"], model["served_by"], model["alias_of"]) == (name, "local", engine)
+    assert model["kind"] == catalog().models[engine].kind
+    assert engine in model["description"]  # says so in words too
 
 
 def test_alias_can_carry_its_own_price(api):
     standard = api.get("/v1/models/openai/tts-1").json()
     hd = api.get("/v1/models/openai/tts-1-hd").json()
-    assert standard["route"]["alias_of"] == hd["route"]["alias_of"] == "local/piper"
+    assert standard["alias_of"] == hd["alias_of"] == "local/piper"
     assert standard["pricing"] == {"per_million_characters": "15"}
     assert hd["pricing"] == {"per_million_characters": "30"}
 
@@ -50,12 +87,24 @@ def test_output_modalities_audio_lists_exactly_audio_chat_models(api):
 
 def test_input_modalities_filter(api):
     ids = {m["id"] for m in api.get("/v1/models?input_modalities=audio").json()["data"]}
-    assert ids == {"local/audio-chat", "openai/gpt-5.4-audio-preview"}
+    assert ids == {
+        "local/audio-chat",
+        "openai/gpt-5.4-audio-preview",
+        "gpt-4o-audio-preview",
+        "gpt-realtime",
+    }
 
 
 def test_kind_filter(api):
     ids = {m["id"] for m in api.get("/v1/models?kind=speech").json()["data"]}
-    assert ids == {"local/piper", "openai/tts-1", "openai/tts-1-hd"}
+    assert ids == {
+        "local/piper",
+        "openai/tts-1",
+        "openai/tts-1-hd",
+        "tts-1",
+        "tts-1-hd",
+        "gpt-4o-mini-tts",
+    }
 
 
 def test_bad_filter_is_a_400_naming_the_param(api):
@@ -69,6 +118,7 @@ def test_bad_filter_is_a_400_naming_the_param(api):
 def test_retrieve_unknown_model_is_404_model_not_found(api):
     response = api.get("/v1/models/nobody/nothing")
     assert response.status_code == 404
+    assert_matches("ErrorResponse", response.json())
     assert response.json() == {
         "error": {
             "message": "The model `nobody/nothing` does not exist or you do not have access to it.",

@@ -118,5 +118,10 @@ def test_cost_lookup_is_scoped_to_the_team(as_owner, as_outsider, team, api_key,
 
 def test_only_local_cascades_are_offered_for_talking(as_owner, team, api_key):
     chat_models = as_owner.get(f"/teams/{team.pk}/playground/").context["chat_models"]
-    # Both serve through the local cascade; upstream audio models are not offered.
-    assert chat_models == ["local/audio-chat", "openai/gpt-5.4-audio-preview"]
+    # All serve through the local cascade; upstream audio models are not offered.
+    assert chat_models == [
+        "gpt-4o-audio-preview",
+        "gpt-realtime",
+        "local/audio-chat",
+        "openai/gpt-5.4-audio-preview",
+    ]

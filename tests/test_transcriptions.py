@@ -16,7 +16,9 @@ import openai
 import pytest
 from django.test import AsyncClient
 
+from gateway.transcripts import WHISPER_FIRST_SPECIAL_TOKEN
 from tests.chat_speech import heard_error_rate
+from tests.openai_contract import assert_matches, assert_stream_matches
 from tests.openai_errors import assert_error
 from tests.speech_fixtures import *  # noqa: F403
 from tests.speech_fixtures import PIPER_RATE, UPLOAD_FORMATS, Clip, encode_pcm
@@ -70,6 +72,7 @@ def test_json_is_text_and_duration_usage_and_the_ledger_bills_it(api, english_wa
     assert response.status_code == 200, response.content
     assert response["Content-Type"] == "application/json"
     body = response.json()
+    assert_matches("CreateTranscriptionResponseJson", body, extras=["usage.cost"])
     assert list(body) == ["text", "usage"]
     assert heard_error_rate(english_wav.text, body["text"]) <= MAX_ERROR, body["text"]
     seconds = math.ceil(english_wav.seconds)
@@ -142,6 +145,8 @@ def test_verbose_json_with_word_and_segment_timestamps(api, english_wav):
     )
     assert response.status_code == 200, response.content
     body = response.json()
+    # `task` is sent by OpenAI too, though its schema does not declare it.
+    assert_matches("CreateTranscriptionResponseVerboseJson", body, extras=["task", "usage.cost"])
     assert list(body) == ["task", "language", "duration", "text", "segments", "words", "usage"]
     assert (body["task"], body["language"]) == ("transcribe", "english")
     assert body["duration"] == pytest.approx(english_wav.seconds, abs=0.05)
@@ -196,7 +201,7 @@ def test_silence_is_valid_and_empty(api, silence_wav):
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_stream_sends_a_delta_per_segment_then_done_with_usage(api_key, english_wav):
+async def test_stream_sends_a_delta_per_segment_then_done_with_token_usage(api_key, english_wav):
     response = await AsyncClient().post(
         URL,
         data={"model": BASE, "file": upload(english_wav), "stream": "true"},
@@ -205,19 +210,49 @@ async def test_stream_sends_a_delta_per_segment_then_done_with_usage(api_key, en
     assert response.status_code == 200
     assert response["Content-Type"] == "text/event-stream"
     events = sse_events(b"".join([part async for part in response.streaming_content]))
+    assert_stream_matches("CreateTranscriptionResponseStreamEvent", events, ["usage.cost"])
     *deltas, done = events
     assert deltas
     assert all(list(e) == ["type", "delta"] for e in deltas)
     assert {e["type"] for e in deltas} == {"transcript.text.delta"}
     assert list(done) == ["type", "text", "usage"]
     assert done["type"] == "transcript.text.done"
+    assert_matches("TranscriptTextDoneEvent", done, extras=["usage.cost"])
     assert "".join(e["delta"] for e in deltas) == done["text"]
     assert heard_error_rate(english_wav.text, done["text"]) <= MAX_ERROR
-    assert done["usage"]["type"] == "duration"
-    assert done["usage"]["seconds"] == math.ceil(english_wav.seconds)
     record = await UsageRecord.objects.aget()
     assert (record.status_code, record.endpoint) == (200, URL)
+    assert record.audio_seconds_in == math.ceil(english_wav.seconds)  # still billed by time
     assert record.cost > 0
+    # The spec gives this event token usage only: audio tokens heard (Whisper: 50 a
+    # second), text tokens written, and our cost of the minutes billed.
+    usage = done["usage"]
+    assert list(usage) == [
+        "type",
+        "input_tokens",
+        "input_token_details",
+        "output_tokens",
+        "total_tokens",
+        "cost",
+    ]
+    assert usage["type"] == "tokens"
+    assert usage["input_tokens"] == pytest.approx(english_wav.seconds * 50, abs=1)
+    assert usage["input_token_details"] == {"audio_tokens": usage["input_tokens"]}
+    assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
+    assert usage["cost"] == float(record.cost)
+    # Output tokens: the text token ids verbose_json shows for the same decode, without
+    # Whisper's special tokens (the timestamps each segment begins and ends with).
+    verbose = await AsyncClient().post(
+        URL,
+        data={"model": BASE, "file": upload(english_wav), "response_format": "verbose_json"},
+        headers={"Authorization": f"Bearer {api_key.raw}"},
+    )
+    segments = verbose.json()["segments"]
+    ids = [token for segment in segments for token in segment["tokens"]]
+    text_ids = [token for token in ids if token < WHISPER_FIRST_SPECIAL_TOKEN]
+    assert 0 < len(text_ids) <= len(ids) - 2 * len(segments)
+    assert verbose.json()["text"] == done["text"]
+    assert usage["output_tokens"] == len(text_ids)
 
 
 def test_client_leaving_mid_stream_is_billed_for_what_was_decoded(
@@ -413,6 +448,31 @@ def test_sdk_json_and_stream(openai_client, english_wav):
     assert events[-1].type == "transcript.text.done"
     assert events[-1].text == transcription.text
     assert all(e.type == "transcript.text.delta" for e in events[:-1])
+    # The SDK reads the done event's usage as its token usage, as it would from OpenAI.
+    usage = events[-1].usage
+    assert usage.type == "tokens"
+    assert usage.input_token_details.audio_tokens == usage.input_tokens > 0
+    assert usage.total_tokens == usage.input_tokens + usage.output_tokens
+
+
+def test_code_written_for_openai_works_with_whisper_1(openai_client, english_wav):
+    # OpenAI's own model names are aliases of the local engines: only base_url changes.
+    clip = ("speech.wav", english_wav.content)
+    for name in ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe"):
+        transcription = openai_client.audio.transcriptions.create(model=name, file=clip)
+        assert heard_error_rate(english_wav.text, transcription.text) <= MAX_ERROR, name
+    text = openai_client.audio.transcriptions.create(
+        model="whisper-1", file=clip, response_format="text"
+    )
+    assert heard_error_rate(english_wav.text, text) <= MAX_ERROR
+    rows = UsageRecord.objects.filter(model__in=["whisper-1", "gpt-4o-mini-transcribe"])
+    assert {(r.model, r.provider, r.status_code) for r in rows} == {
+        ("whisper-1", "whisper", 200),
+        ("gpt-4o-mini-transcribe", "whisper", 200),
+    }
+    mini = rows.get(model="gpt-4o-mini-transcribe")  # at its own price, $0.003 a minute
+    minutes = Decimal(mini.audio_seconds_in) / 60
+    assert mini.cost == (minutes * Decimal("0.003")).quantize(Decimal("0.00000001")) > 0
 
 
 def test_sdk_raises_bad_request_with_param(openai_client):

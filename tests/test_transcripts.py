@@ -115,3 +115,29 @@ def test_text_formats_are_plain_text():
 def test_billed_seconds_round_up_but_ignore_float_noise():
     assert billed_seconds(Transcript("", "english", 4.2, [])) == 5
     assert billed_seconds(Transcript("", "english", 5.0000001, [])) == 5
+
+
+def test_token_usage_counts_audio_heard_and_text_tokens_decoded():
+    from dataclasses import replace
+
+    from gateway.catalog import catalog
+    from gateway.transcripts import token_usage
+    from tests.openai_contract import assert_matches
+
+    whisper = catalog().get("local/whisper-base")  # 50 audio tokens a second
+    usage = token_usage(TRANSCRIPT, whisper, Decimal("0.367"))
+    assert_matches("TranscriptTextUsageTokens", usage, extras=["cost"])
+    # 3662.4 s x 50; each segment holds one text token between two timestamps.
+    assert usage == {
+        "type": "tokens",
+        "input_tokens": 183_120,
+        "input_token_details": {"audio_tokens": 183_120},
+        "output_tokens": 2,
+        "total_tokens": 183_122,
+        "cost": 0.367,
+    }
+    # Custom rate in the catalog; a transcript without token ids counts 4 characters each.
+    slower = replace(whisper, options={"audio_tokens_per_second": 12.5})
+    untokenized = replace(TRANSCRIPT, segments=[replace(s, tokens=[]) for s in TRANSCRIPT.segments])
+    usage = token_usage(untokenized, slower, Decimal(0))
+    assert (usage["input_tokens"], usage["output_tokens"]) == (45_780, 5)  # 17 chars / 4

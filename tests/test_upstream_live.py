@@ -82,7 +82,8 @@ def via_peer(peer, tmp_path, monkeypatch):
 
 def test_upstream_models_are_listed_without_their_address(openai_client, via_peer):
     model = openai_client.models.retrieve("peer/tts")
-    assert model.route == {"provider": "upstream", "target": "local/piper", "upstream": "peer"}
+    assert (model.served_by, model.alias_of) == ("peer", None)
+    assert not hasattr(model, "route")  # the upstream's target and provider stay internal
     listing = openai_client.models.with_raw_response.list()
     assert str(via_peer.port) not in listing.text
     assert via_peer.key not in listing.text

@@ -3,7 +3,8 @@
 A cascade turns audio into text here; an upstream audio model (OpenAI's, or another
 ARouter) takes `input_audio` parts and `modalities: ["audio"]` natively, so the request is
 relayed whole and the answer comes back with only `model` renamed to the id the client
-asked for. Usage is read from the upstream's own usage object and billed at our prices.
+asked for (and a null `system_fingerprint` dropped). Usage is read from the upstream's
+own usage object and billed at our prices.
 """
 
 import json
@@ -34,11 +35,19 @@ def usage_from(raw: dict[str, Any] | None) -> ChatUsage:
     )
 
 
+def as_ours(body: dict[str, Any], chat: ChatRequest) -> None:
+    """An upstream's completion or chunk as we answer it: under the id the client asked
+    for, and without a null `system_fingerprint` (the spec types it as a string)."""
+    body["model"] = chat.model
+    if "system_fingerprint" in body and body["system_fingerprint"] is None:
+        del body["system_fingerprint"]
+
+
 async def relay(chat: ChatRequest, body: dict[str, Any], provider, charge: Charge) -> JsonResponse:
     answer = await provider.relay_chat(body)
     usage = usage_from(answer.get("usage"))
     usage.meter(charge.metered)
-    answer["model"] = chat.model
+    as_ours(answer, chat)
     if isinstance(answer.get("usage"), dict):
         answer["usage"]["cost"] = float(charge.cost)
     await charge.record(200)
@@ -89,7 +98,7 @@ def _forward(event: bytes, chat: ChatRequest, charge: Charge) -> bytes | None:
         chunk = json.loads(payload)
     except ValueError:
         return event + b"\n\n"
-    chunk["model"] = chat.model
+    as_ours(chunk, chat)
     if chunk.get("usage"):
         usage_from(chunk["usage"]).meter(charge.metered)
         chunk["usage"]["cost"] = float(charge.cost)

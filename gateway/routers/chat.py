@@ -199,7 +199,7 @@ async def complete(
         ],
         "usage": usage.as_openai(charge.cost),
         "service_tier": "default",
-        "system_fingerprint": None,
+        # No system_fingerprint: the spec types it as a string and we have none to give.
     }
     await charge.record(200)
     return JsonResponse(body)
@@ -222,7 +222,6 @@ async def stream_completion(
             "created": created,
             "model": chat.model,
             "service_tier": "default",
-            "system_fingerprint": None,
             "choices": [
                 {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
             ],
@@ -271,7 +270,6 @@ async def stream_completion(
                     "created": created,
                     "model": chat.model,
                     "service_tier": "default",
-                    "system_fingerprint": None,
                     "choices": [],
                     "usage": usage.as_openai(charge.cost),
                 }

@@ -1,4 +1,11 @@
-"""GET /v1/models and /v1/models/{id}: the catalog, in OpenAI's list shape."""
+"""GET /v1/models and /v1/models/{id}: the catalog, in OpenAI's list shape.
+
+OpenAI's model object is `{id, object, created, owned_by}`. The other fields are ours,
+documented in the README: what the model does (`kind`, modalities, `description`), who
+answers it (`served_by`: "local" or an upstream's name; `alias_of`: the catalog id whose
+engine an alias borrows) and its `pricing`. How a model is served inside (provider,
+weights, paths, addresses) is not shown.
+"""
 
 from typing import Literal
 
@@ -19,7 +26,8 @@ class ModelOut(Schema):
     description: str
     input_modalities: list[str]
     output_modalities: list[str]
-    route: dict
+    served_by: str
+    alias_of: str | None
     pricing: dict[str, str]
 
 
@@ -37,7 +45,8 @@ def model_out(entry: ModelEntry) -> ModelOut:
         description=entry.description,
         input_modalities=list(entry.input_modalities),
         output_modalities=list(entry.output_modalities),
-        route=entry.route(),
+        served_by=entry.served_by,
+        alias_of=entry.alias_of,
         pricing=entry.pricing.as_dict(),
     )
 

@@ -6,7 +6,8 @@ it (`timestamp_granularities[]` arrives with its brackets) and an oversized file
 
 `stream=true` (transcriptions only, as in OpenAI) answers `text/event-stream`: one
 `transcript.text.delta` per segment the moment Whisper decodes it, then
-`transcript.text.done` with the whole text and usage. The ledger row is written once per
+`transcript.text.done` with the whole text and token usage (the only usage the spec gives
+that event; the json answer keeps the duration usage). The ledger row is written once per
 request however it ends: answered, refused, failed, or abandoned mid-stream.
 """
 
@@ -40,6 +41,7 @@ from gateway.transcripts import (
     billed_seconds,
     duration_usage,
     render,
+    token_usage,
 )
 from usage.ledger import Charge
 from usage.pricing import Metered
@@ -257,7 +259,8 @@ async def _events(
     try:
         while item is not None:
             if isinstance(item, Transcript):
-                usage = _meter(charge, item)
+                _meter(charge, item)  # billed by the minute, reported as the spec's tokens
+                usage = token_usage(item, charge.entry, charge.cost)
                 yield _sse({"type": "transcript.text.done", "text": item.text, "usage": usage})
             else:
                 heard_until = item.end
