@@ -9,6 +9,7 @@ from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from accounts.auth import ApiKeyAuth
+from arouter.security_headers import page_headers
 from gateway import errors
 from gateway.routers import chat, models, speech, transcriptions
 
@@ -23,6 +24,8 @@ api = NinjaAPI(
     description="OpenAI-compatible audio gateway",
     auth=ApiKeyAuth(),
     urls_namespace="v1",
+    # The docs page skips the browser middleware like all of /v1; it gets their headers here.
+    docs_decorator=page_headers,
 )
 api.add_router("/models", models.router)
 api.add_router("/chat", chat.router)

@@ -7,6 +7,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 
 from gateway.errors import OpenAIError
+from gateway.hosts import refuse_disallowed_host
 
 API_PREFIX = "/v1/"
 
@@ -47,6 +48,11 @@ def _envelope_for(request: HttpRequest, status: int) -> OpenAIError:
     return OpenAIError("The request could not be processed.", status=status)
 
 
+def _refused_host(request: HttpRequest) -> HttpResponseBase | None:
+    # Pages get Django's own ALLOWED_HOSTS check from the browser middleware.
+    return refuse_disallowed_host(request) if request.path.startswith(API_PREFIX) else None
+
+
 class RequestIdMiddleware:
     """Gives each request an `x-request-id` and keeps /v1 errors in OpenAI's shape.
 
@@ -67,8 +73,12 @@ class RequestIdMiddleware:
         if self.is_async:
             return self._acall(request)
         request.request_id = new_request_id()
+        if (refused := _refused_host(request)) is not None:
+            return _finish(request, refused)
         return _finish(request, self.get_response(request))
 
     async def _acall(self, request: HttpRequest) -> HttpResponseBase:
         request.request_id = new_request_id()
+        if (refused := _refused_host(request)) is not None:
+            return _finish(request, refused)
         return _finish(request, await self.get_response(request))
