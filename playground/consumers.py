@@ -57,7 +57,13 @@ from gateway.providers.cascade import (
     Spoken,
     audio_tokens,
 )
-from playground.realtime_session import PCM_FORMAT, RealtimeError, Session, output_token_limit
+from playground.realtime_session import (
+    PCM_FORMAT,
+    RealtimeError,
+    Session,
+    invalid_type,
+    output_token_limit,
+)
 from playground.websocket_auth import Credential, current_key
 from usage.ledger import Charge
 from usage.pricing import Metered
@@ -187,13 +193,11 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                     code="unsupported_value",
                 )
         except OpenAIError as exc:
+            self.ended_by = exc  # events that still arrive before the close are not served
             await self.send_event("error", error=error_body(exc))
             await self.close(code=POLICY_VIOLATION)
             return
-        if self.channel_layer is not None:
-            # ApiKey.revoke() tells this group, from whichever worker revokes it.
-            self.group = key_group(self.api_key.pk)
-            await self.channel_layer.group_add(self.group, self.channel_name)
+        await self._join_key_group()
         self.session = Session(
             {
                 "type": "realtime",
@@ -229,10 +233,22 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         api_key = await key_for_session_user(user, (query.get("key_id") or [None])[0])
         return api_key, Credential(api_key.pk, user.pk, self.scope["session"].session_key)
 
+    async def _join_key_group(self) -> None:
+        """Listen for ApiKey.revoke(), sent to this group from whichever worker revokes."""
+        if self.channel_layer is None:
+            return
+        try:
+            await self.channel_layer.group_add(key_group(self.api_key.pk), self.channel_name)
+        except Exception:  # Redis away: the turns still read the key from the database
+            logger.warning("realtime socket not told of revocations", exc_info=True)
+            return
+        self.group = key_group(self.api_key.pk)
+
     async def disconnect(self, code: int) -> None:
         await self._stop_response()
-        if self.channel_layer is not None and getattr(self, "group", None):
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        if getattr(self, "group", None):
+            with contextlib.suppress(Exception):  # the group expires on its own
+                await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def _stop_response(self) -> None:
         task = getattr(self, "response_task", None)
@@ -300,9 +316,11 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             event = self._parse(text_data)
             event_id = event.get("event_id") if isinstance(event.get("event_id"), str) else None
             kind = event.get("type")
+            if not isinstance(kind, str):
+                raise invalid_type("type", "a string", kind)
             if kind not in CLIENT_EVENTS:
                 raise RealtimeError(
-                    f"Invalid value: '{kind}'. Supported values are: "
+                    f"Invalid value: '{kind[:64]}'. Supported values are: "
                     + ", ".join(f"'{name}'" for name in CLIENT_EVENTS)
                     + ".",
                     code="invalid_value",

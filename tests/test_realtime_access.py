@@ -193,40 +193,45 @@ async def test_limits_changed_mid_session_apply_at_the_next_commit(api_key):
 # --- the Origin of a session-authenticated handshake -------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("origin", "host"),
-    [
+async def session_socket(user, key: ApiKey, origin: bytes, host: bytes):
+    _, cookie = await session_cookie(user)
+    headers = [(b"cookie", cookie), (b"origin", origin)] + ([(b"host", host)] if host else [])
+    return rt.communicator(f"{rt.PATH}&key_id={key.pk}", headers=headers)
+
+
+async def test_session_auth_refuses_an_origin_on_another_port_or_host(api_key, owner):
+    refused = [
         (b"http://localhost:9999", HOST),  # another port is another site
         (b"http://localhost", HOST),  # port 80
-        (b"https://localhost:8000", b"localhost"),  # port 8000, Host says 443
+        (b"https://localhost:8000", b"localhost"),  # port 8000, where Host means 443
+        (b"http://localhost:8000", b""),  # no Host to compare with
         (b"http://evil.example:8000", b"evil.example:8000"),  # not in ALLOWED_HOSTS
         (b"null", HOST),  # a sandboxed page
-        (b"http://localhost:8000", b""),  # no Host to compare with
-    ],
-)
-async def test_session_auth_needs_an_origin_of_this_very_host_and_port(
-    api_key, owner, origin, host
-):
-    _, cookie = await session_cookie(owner)
-    headers = [(b"cookie", cookie), (b"origin", origin)] + ([(b"host", host)] if host else [])
-    comm = rt.communicator(f"{rt.PATH}&key_id={api_key.api_key.pk}", headers=headers)
-    event = await rt.expect_closed_after_error(comm, "invalid_origin")
-    assert event["error"]["type"] == "permission_error"
+    ]
+    for origin, host in refused:
+        comm = await session_socket(owner, api_key.api_key, origin, host)
+        event = await rt.expect_closed_after_error(comm, "invalid_origin")
+        assert event["error"]["type"] == "permission_error", (origin, host)
 
 
 @pytest.mark.parametrize(
-    ("origin", "host"),
+    ("origin", "host", "next_door"),
     [
-        (b"http://localhost:8000", HOST),
-        (b"http://LOCALHOST:8000", HOST),
-        (b"https://localhost", b"localhost"),
-        (b"https://localhost:443", b"localhost"),
-        (b"http://[::1]:8000", b"[::1]:8000"),
+        (b"http://localhost:8000", HOST, b"http://localhost:8001"),
+        (b"http://LOCALHOST:8000", HOST, b"http://LOCALHOST"),
+        (b"https://localhost", b"localhost", b"https://localhost:8443"),
+        (b"https://localhost:443", b"localhost", b"http://localhost:443"),
+        (b"http://[::1]:8000", b"[::1]:8000", b"http://[::1]:9000"),
     ],
 )
-async def test_session_auth_from_a_page_of_this_server_is_accepted(api_key, owner, origin, host):
-    _, cookie = await session_cookie(owner)
-    comm = await open_with(
-        f"{rt.PATH}&key_id={api_key.api_key.pk}", headers=session_headers(cookie, origin, host)
-    )
+async def test_session_auth_is_for_pages_of_this_host_and_port_only(
+    api_key, owner, origin, host, next_door
+):
+    comm = await session_socket(owner, api_key.api_key, origin, host)
+    connected, _ = await comm.connect(timeout=rt.TIMEOUT)
+    assert connected
+    assert (await rt.receive(comm))["type"] == "session.created"
     await comm.disconnect()
+    # The same host on another port (another origin, maybe another service) is refused.
+    comm = await session_socket(owner, api_key.api_key, next_door, host)
+    await rt.expect_closed_after_error(comm, "invalid_origin")

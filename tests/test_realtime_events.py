@@ -45,9 +45,8 @@ def out(**fields) -> dict:
     return {"audio": {"output": fields}}
 
 
-@pytest.mark.parametrize(
-    ("session", "param", "code"),
-    [
+# (session, the param named, the code): each sent beside a valid field, on one socket.
+MALFORMED = [
         ({"audio": {"output": "x"}}, OUT, "invalid_type"),
         ({"audio": {"input": "x"}}, IN, "invalid_type"),
         ({"voice": []}, "session.voice", "invalid_type"),
@@ -75,22 +74,42 @@ def out(**fields) -> dict:
         ({"tracing": 5}, "session.tracing", "invalid_type"),
         ({"frobnicate": 1}, "session.frobnicate", "unknown_parameter"),
         ("x", "session", "invalid_type"),
-    ],
-)  # fmt: skip
-async def test_a_malformed_session_update_is_an_error_and_changes_nothing(
-    api_key, session, param, code
-):
+]  # fmt: skip
+
+
+async def test_malformed_session_updates_are_errors_that_change_nothing(api_key):
     comm, created = await rt.open_session(api_key.raw)
-    # A valid field beside the bad one: the update applies all or nothing.
-    update = (
-        {"instructions": "Speak like a pirate.", **session}
-        if isinstance(session, dict)
-        else session
-    )
-    await rt.send(comm, type="session.update", session=update, event_id="evt_bad")
-    await expect_client_error(comm, param, code, "evt_bad")
-    after = await still_usable(comm, "nova")
-    assert after["instructions"] == created["session"]["instructions"] == ""
+    for n, (session, param, code) in enumerate(MALFORMED):
+        # A valid field beside the bad one: an update applies all or nothing.
+        update = (
+            {"instructions": "Be a pirate.", **session} if isinstance(session, dict) else session
+        )
+        await rt.send(comm, type="session.update", session=update, event_id=f"evt_{n}")
+        await expect_client_error(comm, param, code, f"evt_{n}")
+        after = await still_usable(comm, "nova" if n % 2 else "alloy")
+        assert after["instructions"] == created["session"]["instructions"] == "", session
+
+    # The socket still takes a full update, in the beta shape as well.
+    update = {
+        "type": "realtime",
+        "voice": "nova",
+        "modalities": ["text", "audio"],
+        "input_audio_format": "pcm16",
+        "output_audio_format": "pcm16",
+        "turn_detection": None,
+        "input_audio_transcription": {"model": "whisper-1"},
+        "max_response_output_tokens": 64,
+        "temperature": 0.6,
+        "speed": 1.0,
+        "tools": [],
+        "tool_choice": "auto",
+        "tracing": None,
+    }
+    await rt.send(comm, type="session.update", session=update)
+    session = (await rt.receive(comm))["session"]
+    assert session["audio"]["output"]["voice"] == "nova"
+    assert session["output_modalities"] == ["audio"]
+    assert session["max_output_tokens"] == 64
     await comm.disconnect()
 
 
@@ -109,30 +128,9 @@ async def test_only_a_string_event_id_is_echoed(api_key):
     deep = "[" * 500 + "]" * 500  # parses, but is no event id
     await comm.send_to(text_data='{"type": "nope", "event_id": ' + deep + "}")
     await expect_client_error(comm, "type", "invalid_value", None)
+    await comm.send_to(text_data='{"type": ' + deep + ', "event_id": "evt_deep"}')
+    await expect_client_error(comm, "type", "invalid_type", "evt_deep")
     await still_usable(comm, "shimmer")
-    await comm.disconnect()
-
-
-async def test_a_beta_session_update_is_read_too(api_key):
-    comm, _ = await rt.open_session(api_key.raw)
-    update = {
-        "type": "realtime",
-        "voice": "nova",
-        "modalities": ["text", "audio"],
-        "input_audio_format": "pcm16",
-        "output_audio_format": "pcm16",
-        "turn_detection": None,
-        "input_audio_transcription": {"model": "whisper-1"},
-        "max_response_output_tokens": 64,
-        "temperature": 0.6,
-        "tools": [],
-        "tool_choice": "auto",
-    }
-    await rt.send(comm, type="session.update", session=update)
-    session = (await rt.receive(comm))["session"]
-    assert session["audio"]["output"]["voice"] == "nova"
-    assert session["output_modalities"] == ["audio"]
-    assert session["max_output_tokens"] == 64
     await comm.disconnect()
 
 

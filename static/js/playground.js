@@ -377,9 +377,13 @@ function onRealtimeEvent(event) {
     case "response.output_audio.delta":
       playPcm16(event.delta);
       break;
+    case "conversation.item.input_audio_transcription.completed":
+      talk.heardCost = (talk.heardCost ?? 0) + Number(event.usage?.cost ?? 0); // billed apart, at commit
+      break;
     case "response.done": {
       const cost = event.response.usage?.cost;
-      if (cost !== undefined) $("chat-cost").textContent = `Cost of this turn: $${Number(cost).toFixed(6)}`;
+      if (cost !== undefined) $("chat-cost").textContent = `Cost of this turn: $${(Number(cost) + (talk.heardCost ?? 0)).toFixed(6)}`;
+      talk.heardCost = 0;
       $("chat-state").textContent = "Done. Press to talk again.";
       break;
     }
