@@ -24,9 +24,10 @@ run: install
 	@echo "Dashboard and playground: open http://$(HOST):$(PORT)/ and sign up."
 	$(MAKE) --no-print-directory serve
 
+# uvicorn's options (protocol, header limit, timeouts) live in arouter/http_server.py, which
+# the tests' live server uses too.
 serve:
-	$(VENV)/bin/uvicorn arouter.asgi:application --host $(HOST) --port $(PORT) \
-		--workers $(WEB_CONCURRENCY) --no-access-log --timeout-graceful-shutdown 5
+	$(PY) -m arouter.http_server --host $(HOST) --port $(PORT) --workers $(WEB_CONCURRENCY)
 
 test: install test-deps
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -10,8 +10,8 @@ from ninja.security.base import AuthBase
 
 from accounts import ephemeral
 from accounts.models import ApiKey, key_digest
-from arouter.hot_path_db import run_query
-from gateway.errors import invalid_api_key
+from core.errors import invalid_api_key
+from core.hot_path_db import run_query
 
 MISSING_KEY = (
     "You didn't provide an API key. You need to provide your API key in an Authorization "

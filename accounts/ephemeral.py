@@ -9,8 +9,8 @@ key still usable, and the user still a member of the key's team.
 from django.core import signing
 
 from accounts.models import ApiKey
-from arouter.hot_path_db import run_query
-from gateway.errors import invalid_api_key
+from core.errors import invalid_api_key
+from core.hot_path_db import run_query
 
 PREFIX = "ek_"
 LIFETIME_SECONDS = 15 * 60

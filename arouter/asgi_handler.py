@@ -3,24 +3,32 @@
 No per-request thread: for every request Django opens a ThreadSensitiveContext, so the
 request's synchronous work gets a thread of its own, made for it and discarded after.
 Pages need that (sync views, sessions, WhiteNoise). The /v1 views are async end to end and
-send their database work to kept threads (arouter.hot_path_db); their only synchronous step
+send their database work to kept threads (core.hot_path_db); their only synchronous step
 is closing the response, and creating a thread for that alone was a fixed cost on every
 API call. Without the context, that step runs on asgiref's one long-lived sync thread.
 
 A body limit while reading: Django reads a whole body (spilling to a temporary file)
 before any view can refuse it. Here a body declared or found larger than the API accepts is
 answered 413 at once, without reading (or storing) the rest.
+
+Multipart bodies Django cannot read are refused with a reason: Django raises a bare
+"Invalid boundary" for a Content-Type without a usable boundary, and silently drops a file
+part whose name it cannot read (a header that is not UTF-8, a name such as '..'), which a
+client would otherwise hear about as a missing file.
 """
 
 import json
+from collections.abc import Callable
 
 import django
 from django.conf import settings
-from django.core.handlers.asgi import ASGIHandler
+from django.core.handlers.asgi import ASGIHandler, ASGIRequest
+from django.http.multipartparser import MultiPartParser, MultiPartParserError
+from django.utils.datastructures import ImmutableList
+from django.utils.http import parse_header_parameters
 
-from gateway.middleware import new_request_id
-
-API_PREFIX = "/v1/"
+from core.api_requests import API_PREFIX, new_request_id
+from core.errors import request_too_large
 
 
 def _declared_length(scope) -> int | None:
@@ -60,16 +68,7 @@ class BodyLimit:
 
 
 async def send_too_large(send, limit: int) -> None:
-    body = json.dumps(
-        {
-            "error": {
-                "message": f"Request body too large: the limit is {limit} bytes.",
-                "type": "invalid_request_error",
-                "param": None,
-                "code": "request_too_large",
-            }
-        }
-    ).encode()
+    body = json.dumps(request_too_large(limit).body()).encode()
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", b"%d" % len(body)),
@@ -81,7 +80,92 @@ async def send_too_large(send, limit: int) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+class MalformedMultipart(MultiPartParserError):
+    """A multipart body refused with a message meant for the client, naming the part."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+def _dropped_file_part(
+    head: bytes, sanitize: Callable[[str], str | None]
+) -> MalformedMultipart | None:
+    """Why Django dropped the part with these headers, if its file name is the reason."""
+    for line in head.split(b"\r\n"):
+        if line[:20].lower() != b"content-disposition:":
+            continue
+        try:
+            # latin-1 reads any bytes, so the part's name can be given back whatever it holds.
+            _, params = parse_header_parameters(line.decode("latin-1"))
+        except ValueError:
+            return None
+        name, filename = params.get("name"), params.get("filename")
+        if not name or not filename:
+            return None
+        try:
+            line.decode()
+        except UnicodeDecodeError:
+            return MalformedMultipart(
+                f"Invalid file name for '{name}': the part's Content-Disposition header is "
+                "not UTF-8. Send the file name in UTF-8 (or as filename*=UTF-8''...).",
+                param=name,
+            )
+        if sanitize(filename) is not None:
+            return None  # a readable name: the part was dropped for another reason
+        return MalformedMultipart(
+            f"Invalid file name for '{name}': {filename!r} names no file. Send the upload "
+            "with a file name such as 'speech.wav'.",
+            param=name,
+        )
+    return None
+
+
+def refuse_dropped_file_parts(
+    body: bytes, boundary: bytes, sanitize: Callable[[str], str | None]
+) -> None:
+    """Raise for the first part whose file name Django could not read (and so dropped).
+
+    Called only when Django found no file at all; `sanitize` is Django's file-name check."""
+    delimiter = b"--" + boundary
+    start = body.find(delimiter)
+    while start != -1:
+        head_start = start + len(delimiter) + 2  # past the delimiter's line break
+        head_end = body.find(b"\r\n\r\n", head_start)
+        if head_end == -1:
+            return
+        if (refusal := _dropped_file_part(body[head_start:head_end], sanitize)) is not None:
+            raise refusal
+        start = body.find(b"\r\n" + delimiter, head_end)
+        start = start + 2 if start != -1 else -1
+
+
+class GatewayRequest(ASGIRequest):
+    def parse_file_upload(self, META, post_data):
+        boundary = self.content_params.get("boundary") or ""
+        if not MultiPartParser.boundary_re.fullmatch(boundary):
+            raise MalformedMultipart(
+                "Invalid Content-Type header: multipart/form-data needs a boundary parameter "
+                "(multipart/form-data; boundary=...); got "
+                f"{META.get('CONTENT_TYPE', '')!r}."
+            )
+        # As HttpRequest.parse_file_upload, keeping the parser for its file-name check.
+        self.upload_handlers = ImmutableList(self.upload_handlers)
+        parser = MultiPartParser(META, post_data, self.upload_handlers, self.encoding)
+        post, files = parser.parse()
+        if not files and self.path.startswith(API_PREFIX):
+            # Only on this refusal path: read the body again to say what was wrong with it.
+            source = self._stream if post_data is self else post_data
+            source.seek(0)
+            refuse_dropped_file_parts(
+                source.read(), boundary.encode("ascii"), parser.sanitize_file_name
+            )
+        return post, files
+
+
 class GatewayASGIHandler(ASGIHandler):
+    request_class = GatewayRequest
+
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX):
             await super().__call__(scope, receive, send)

@@ -14,11 +14,11 @@ from django.core.handlers.exception import convert_exception_to_response
 from django.http import HttpRequest
 from django.utils.module_loading import import_string
 
-from gateway.middleware import API_PREFIX
+from core.api_requests import is_api_path
 
 
 def is_api_request(request: HttpRequest) -> bool:
-    return request.path.startswith(API_PREFIX)
+    return is_api_path(request.path)
 
 
 class BrowserMiddleware:

@@ -108,7 +108,7 @@ INSTALLED_APPS = [
     "usage",
     "playground",
     "credentials",
-    "limits",
+    "quotas",
 ]
 
 MIDDLEWARE = [

@@ -2,15 +2,19 @@
 
 import logging
 
-from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.core.exceptions import BadRequest, RequestDataTooBig, SuspiciousOperation
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
+from django.http.multipartparser import MultiPartParserError
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.parser import Parser
 
 from accounts.auth import ApiKeyAuth
+from arouter.asgi_handler import MalformedMultipart
 from arouter.security_headers import page_headers
-from gateway import errors
+from core import errors
+from gateway.chat.request import load_json
 from gateway.routers import chat, models, speech, transcriptions
 
 logger = logging.getLogger(__name__)
@@ -18,12 +22,22 @@ logger = logging.getLogger(__name__)
 # Where ninja says a value came from; not part of the parameter name a client sent.
 _LOCATION_PREFIXES = {"body", "form", "query", "path", "file", "header", "cookie", "payload"}
 
+
+class StrictJSONParser(Parser):
+    """JSON bodies read as chat's are: no NaN or Infinity, no nesting deep enough to
+    exhaust the parser's recursion (ninja reports any failure here as a 400)."""
+
+    def parse_body(self, request: HttpRequest):
+        return load_json(request.body)
+
+
 api = NinjaAPI(
     title="ARouter",
     version="1",
     description="OpenAI-compatible audio gateway",
     auth=ApiKeyAuth(),
     urls_namespace="v1",
+    parser=StrictJSONParser(),
     # The docs page skips the browser middleware like all of /v1; it gets their headers here.
     docs_decorator=page_headers,
 )
@@ -67,21 +81,19 @@ def authentication_error(request: HttpRequest, exc: AuthenticationError) -> Http
 
 @api.exception_handler(HttpError)
 def http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    if isinstance(exc.__cause__, errors.OpenAIError):  # our parser's refusal, wrapped by ninja
+        return exc.__cause__.response()
     return errors.OpenAIError(str(exc), status=exc.status_code).response()
 
 
 @api.exception_handler(Http404)
 def not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
-    return errors.OpenAIError(
-        f"Invalid URL ({request.method} {request.path})", status=404
-    ).response()
+    return errors.invalid_url(request.method, request.path).response()
 
 
 @api.exception_handler(RequestDataTooBig)
 def body_too_large(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
-    return errors.OpenAIError(
-        "Request body too large.", status=413, code="request_too_large"
-    ).response()
+    return errors.request_too_large().response()
 
 
 @api.exception_handler(SuspiciousOperation)
@@ -89,11 +101,26 @@ def malformed_request(request: HttpRequest, exc: SuspiciousOperation) -> HttpRes
     return errors.OpenAIError(f"Malformed request: {exc}", status=400).response()
 
 
+@api.exception_handler(MultiPartParserError)
+def malformed_multipart(request: HttpRequest, exc: MultiPartParserError) -> HttpResponse:
+    if isinstance(exc, MalformedMultipart):
+        return errors.invalid_param(str(exc), param=exc.param).response()
+    return errors.invalid_param(
+        f"Could not parse the multipart/form-data body: {exc}", param=None
+    ).response()
+
+
+@api.exception_handler(BadRequest)
+def bad_request(request: HttpRequest, exc: BadRequest) -> HttpResponse:
+    # Django's own refusals of a body it cannot decode (a form that is not UTF-8 …).
+    return errors.invalid_param(str(exc) or "Malformed request.", param=None).response()
+
+
 @api.exception_handler(OperationalError)
 @api.exception_handler(InterfaceError)
 def database_unavailable(request: HttpRequest, exc: Exception) -> HttpResponse:
     # Not a crash: the database is restarting or unreachable. Connections are made afresh
-    # on the next request (arouter.hot_path_db, the pool), so service resumes by itself.
+    # on the next request (core.hot_path_db, the pool), so service resumes by itself.
     logger.warning("database unavailable for %s %s: %s", request.method, request.path, exc)
     return errors.OpenAIError(
         "The service's database is unavailable right now. Please retry in a few seconds.",

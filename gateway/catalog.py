@@ -17,7 +17,7 @@ from typing import Any, Literal
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from gateway.errors import invalid_param, model_not_found
+from core.errors import invalid_param, model_not_found
 
 Kind = Literal["transcription", "speech", "chat"]
 KINDS: tuple[Kind, ...] = ("transcription", "speech", "chat")

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, JsonResponse
 
-from gateway.errors import OpenAIError
+from core.errors import OpenAIError
 
 # Distinct Host values remembered; past this (someone sending random ones) each further
 # value is checked afresh instead of growing the memory.

@@ -1,19 +1,13 @@
 """Request ids on every response, and the OpenAI envelope for errors Django makes itself."""
 
 import json
-import uuid
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 
-from gateway.errors import OpenAIError
+from core.api_requests import is_api_path, new_request_id
+from core.errors import OpenAIError, invalid_url, request_too_large, server_error
 from gateway.hosts import refuse_disallowed_host
-
-API_PREFIX = "/v1/"
-
-
-def new_request_id() -> str:
-    return f"req_{uuid.uuid4().hex}"
 
 
 def _is_envelope(response: HttpResponseBase) -> bool:
@@ -26,7 +20,7 @@ def _is_envelope(response: HttpResponseBase) -> bool:
 
 
 def _finish(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
-    is_api_error = request.path.startswith(API_PREFIX) and response.status_code >= 400
+    is_api_error = is_api_path(request.path) and response.status_code >= 400
     if is_api_error and not _is_envelope(response):
         response = _envelope_for(request, response.status_code).response()
     response["x-request-id"] = request.request_id
@@ -37,20 +31,19 @@ def _finish(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBas
 
 def _envelope_for(request: HttpRequest, status: int) -> OpenAIError:
     if status in (404, 405):
-        return OpenAIError(f"Invalid URL ({request.method} {request.path})", status=status)
+        return invalid_url(request.method, request.path, status)
     if status == 413:
-        return OpenAIError("Request body too large.", status=413)
+        return request_too_large()
     if status >= 500:
-        return OpenAIError(
-            "The server had an error while processing your request. Sorry about that!",
-            status=status,
-        )
+        error = server_error()
+        error.status = status
+        return error
     return OpenAIError("The request could not be processed.", status=status)
 
 
 def _refused_host(request: HttpRequest) -> HttpResponseBase | None:
     # Pages get Django's own ALLOWED_HOSTS check from the browser middleware.
-    return refuse_disallowed_host(request) if request.path.startswith(API_PREFIX) else None
+    return refuse_disallowed_host(request) if is_api_path(request.path) else None
 
 
 class RequestIdMiddleware:

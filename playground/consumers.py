@@ -37,26 +37,20 @@ import json
 import logging
 import uuid
 import wave
-from dataclasses import dataclass
 from urllib.parse import parse_qs, urlparse
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db import InterfaceError, OperationalError
 
 from accounts.models import key_group
+from core.api_requests import new_request_id
+from core.errors import SERVER, OpenAIError, invalid_api_key, invalid_param, server_error
 from gateway.catalog import catalog
 from gateway.chat.conversation import Turn
-from gateway.errors import SERVER, OpenAIError, invalid_api_key, invalid_param, server_error
-from gateway.middleware import new_request_id
+from gateway.lifecycle import MeteredCall
+from gateway.pricing import audio_tokens, audio_tokens_per_second
 from gateway.providers import provider_for
-from gateway.providers.base import ChatJob, ChatTurn
-from gateway.providers.cascade import (
-    DEFAULT_AUDIO_TOKENS_PER_SECOND,
-    PCM_RATE,
-    Heard,
-    Spoken,
-    audio_tokens,
-)
+from gateway.providers.base import PCM_RATE, ChatJob, ChatTurn, Heard, Spoken, VoiceChat
 from playground.realtime_session import (
     PCM_FORMAT,
     RealtimeError,
@@ -65,8 +59,7 @@ from playground.realtime_session import (
     output_token_limit,
 )
 from playground.websocket_auth import Credential, current_key
-from usage.ledger import Charge
-from usage.pricing import Metered
+from usage.ledger import Metered
 
 logger = logging.getLogger(__name__)
 
@@ -98,14 +91,6 @@ def pcm16_to_wav(pcm: bytes, rate: int = PCM_RATE) -> bytes:
         out.setframerate(rate)
         out.writeframes(pcm)
     return buffer.getvalue()
-
-
-@dataclass
-class SocketRequest:
-    """What the ledger needs from a request, for a websocket response."""
-
-    auth: object  # the ApiKey billed
-    request_id: str
 
 
 def _host_and_port(netloc: str, default_port: int) -> tuple[str, int] | None:
@@ -185,7 +170,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             self.provider = provider_for(self.entry)
             hears_and_speaks = self.entry.accepts("audio") and self.entry.produces("audio")
             # Realtime runs the cascade here; an upstream audio model is chat-only for now.
-            if not hears_and_speaks or not hasattr(self.provider, "converse"):
+            if not hears_and_speaks or not isinstance(self.provider, VoiceChat):
                 raise invalid_param(
                     f"The model `{self.model}` does not support realtime audio "
                     "(it needs audio input and output).",
@@ -282,12 +267,8 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         """The Channels group message ApiKey.revoke() sends (accounts.models.KEY_REVOKED)."""
         await self.end_session(invalid_api_key(REVOKED), None)
 
-    def _charge(self) -> Charge:
-        return Charge(
-            request=SocketRequest(auth=self.api_key, request_id=new_request_id()),
-            entry=self.entry,
-            endpoint=ENDPOINT,
-        )
+    def _charge(self) -> MeteredCall:
+        return MeteredCall(self.api_key, self.entry, ENDPOINT, new_request_id())
 
     # --- sending --------------------------------------------------------------------
 
@@ -393,9 +374,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
     def _heard_audio(self, pcm: bytes) -> Metered:
         """What hearing `pcm` is billed: its seconds, and audio tokens by the catalog's rule."""
         seconds = len(pcm) / 2 / PCM_RATE
-        rate = float(
-            self.entry.options.get("audio_tokens_per_second", DEFAULT_AUDIO_TOKENS_PER_SECOND)
-        )
+        rate = audio_tokens_per_second(self.entry)
         return Metered(
             audio_seconds_in=round(seconds, 3), audio_tokens_in=audio_tokens(seconds, rate)
         )
@@ -448,12 +427,12 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                 "output_tokens": 0,
                 "total_tokens": tokens,
                 "input_token_details": {"audio_tokens": tokens, "text_tokens": 0},
-                "cost": float(charge.recorded.cost),
+                "cost": float(charge.charged),
             },
         )
 
     async def _hear(
-        self, pcm: bytes, charge: Charge, heard_audio: Metered, item_id: str
+        self, pcm: bytes, charge: MeteredCall, heard_audio: Metered, item_id: str
     ) -> Heard | None:
         """Transcribe a committed buffer and write its ledger row (billed when heard)."""
         status, failure = 500, server_error()
@@ -466,7 +445,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         except Exception:  # a broken engine must not kill the socket
             logger.exception("realtime input transcription failed")
         finally:
-            await charge.record(status)
+            await charge.finish(status)
         await self.send_event(
             "conversation.item.input_audio_transcription.failed",
             item_id=item_id,
@@ -512,7 +491,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
 
     # --- responding -----------------------------------------------------------------
 
-    async def respond(self, limit: int | str, max_tokens: int, charge: Charge) -> None:
+    async def respond(self, limit: int | str, max_tokens: int, charge: MeteredCall) -> None:
         """One admitted response: runs as a task, so response.cancel can stop it mid-way."""
         response_id, item_id = _id("resp"), _id("item")
         session = self.session.fields
@@ -560,7 +539,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         try:
             # As for HTTP streams: a worker that dies mid-turn leaves the turn in the ledger,
             # marked interrupted (record() below completes the row).
-            await charge.open_stream()
+            await charge.mark_started()
             await self.send_event("response.created", response=response)
             await self.send_event(
                 "response.output_item.added", response_id=response_id, output_index=0, item=item
@@ -622,7 +601,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             # The audio heard was billed with its commit (its own row): not again here.
             usage.audio_in, usage.audio_seconds_in = 0, 0.0
             usage.meter(charge.metered)
-            await charge.record(status_code)
+            await charge.finish(status_code)
         if turn.text:
             self.history.append(ChatTurn(role="assistant", text=turn.text))
         part = (

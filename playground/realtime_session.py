@@ -11,7 +11,7 @@ import copy
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from gateway.providers.cascade import PCM_RATE
+from gateway.providers.base import PCM_RATE
 
 PCM_FORMAT = {"type": "audio/pcm", "rate": PCM_RATE}
 PCM_FORMATS = ("pcm16", {"type": "audio/pcm"}, PCM_FORMAT)

@@ -23,8 +23,8 @@ from django.utils.crypto import constant_time_compare
 from accounts import ephemeral
 from accounts.auth import MISSING_KEY, authenticate_key, bearer_token, refuse_unusable
 from accounts.models import ApiKey
-from arouter.hot_path_db import run_query
-from gateway.errors import OpenAIError, invalid_api_key
+from core.errors import OpenAIError, invalid_api_key
+from core.hot_path_db import run_query
 
 KEY_SUBPROTOCOL = "openai-insecure-api-key."
 LOGGED_OUT = "Your session has ended. Log in again to keep talking."

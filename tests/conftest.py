@@ -100,12 +100,20 @@ def _free_port() -> int:
 class LiveServer:
     """ARouter's ASGI app under uvicorn in a background thread, on a loopback port."""
 
-    def __init__(self) -> None:
+    def __init__(self, **overrides) -> None:
         from arouter.asgi import application
+        from arouter.http_server import UVICORN_OPTIONS
 
         self.port = _free_port()
+        # As `make serve` runs it (protocol, header limit, timeouts), quieter; `overrides`
+        # change single options (a test's shorter timeouts).
         config = uvicorn.Config(
-            application, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+            application,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="off",
+            **{**UVICORN_OPTIONS, **overrides},
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -16,6 +16,8 @@ Scenarios:
   html            200 with an HTML page where JSON, audio or SSE belongs
   refuse          400 with an OpenAI error envelope whose message names the upstream's
                   address and echoes the key it was sent (the gateway must scrub them)
+  crlf            as `ok`, but SSE events end in CRLF line breaks (many servers' default),
+                  with an `event:` line and a comment between them
 
 Every request is recorded (`requests`), with the multipart file's size and name.
 """
@@ -76,6 +78,14 @@ def audio_seconds(content: bytes) -> float:
             samples += frame.samples
             rate = frame.sample_rate
     return samples / rate
+
+
+def _event(data: str) -> bytes:
+    return f"data: {data}\n\n".encode()
+
+
+def _crlf_event(data: str) -> bytes:
+    return f": keep-alive\r\nevent: message\r\ndata: {data}\r\n\r\n".encode()
 
 
 class FaultServer:
@@ -237,6 +247,7 @@ class FaultServer:
             })  # fmt: skip
             return True
         await self._start_chunked(writer, "text/event-stream")
+        frame = _crlf_event if scenario == "crlf" else _event
         for i, word in enumerate(words):
             if scenario in ("reset", "truncated") and i == 2:
                 if scenario == "reset":
@@ -246,15 +257,15 @@ class FaultServer:
                 return True
             choice = {"index": 0, "delta": {"content": word}, "finish_reason": None}
             event = {"id": "chatcmpl-fault", "object": "chat.completion.chunk", "choices": [choice]}
-            await self._chunk(writer, f"data: {json.dumps(event)}\n\n".encode())
+            await self._chunk(writer, frame(json.dumps(event)))
         final = {"id": "chatcmpl-fault", "object": "chat.completion.chunk",
                  "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}  # fmt: skip
         counts = {"prompt_tokens": 11, "completion_tokens": 6, "total_tokens": 17}
         usage = {"id": "chatcmpl-fault", "object": "chat.completion.chunk", "choices": [],
                  "usage": counts}  # fmt: skip
         for event in (final, usage):
-            await self._chunk(writer, f"data: {json.dumps(event)}\n\n".encode())
-        await self._chunk(writer, b"data: [DONE]\n\n")
+            await self._chunk(writer, frame(json.dumps(event)))
+        await self._chunk(writer, frame("[DONE]"))
         await self._end_chunked(writer)
         return True
 

@@ -6,8 +6,8 @@ import av
 import numpy as np
 import pytest
 
+from core.errors import OpenAIError
 from gateway.audio.decode import SAMPLE_RATE, decode_audio
-from gateway.errors import OpenAIError
 from tests.speech_fixtures import UPLOAD_FORMATS, encode_pcm
 
 RATE = 24_000

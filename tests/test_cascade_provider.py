@@ -4,8 +4,8 @@ import pytest
 
 from gateway.catalog import catalog
 from gateway.providers import provider_for
-from gateway.providers.base import ChatJob, ChatReply, ChatTurn
-from gateway.providers.cascade import SentenceSplitter, Spoken, audio_tokens, prompt_observers
+from gateway.providers.base import ChatJob, ChatReply, ChatTurn, Spoken
+from gateway.providers.cascade import SentenceSplitter, prompt_observers
 
 
 def cut(text: str) -> list[str]:
@@ -40,14 +40,6 @@ def test_text_without_sentence_ends_is_cut_at_clauses_before_it_grows_long():
     assert len(pieces) > 3
     assert all(len(piece) <= SentenceSplitter.MAX_PIECE_CHARS for piece in pieces)
     assert "".join(pieces).split() == text.split()
-
-
-@pytest.mark.parametrize(
-    ("seconds", "rate", "tokens"),
-    [(0, 10, 0), (0.01, 10, 1), (1.0, 10, 10), (1.05, 10, 11), (2.5, 4, 10)],
-)
-def test_audio_tokens_round_up_per_second_rate(seconds, rate, tokens):
-    assert audio_tokens(seconds, rate) == tokens
 
 
 @pytest.mark.engines
@@ -99,7 +91,7 @@ async def test_hears_every_input_audio_format(fmt):
 
 @pytest.mark.engines
 async def test_unreadable_audio_errors_name_the_part():
-    from gateway.errors import OpenAIError
+    from core.errors import OpenAIError
 
     cascade = provider_for(catalog().get("local/audio-chat"))
     with pytest.raises(OpenAIError) as caught:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from core.errors import OpenAIError
 from gateway.catalog import CatalogError, load_catalog
-from gateway.errors import OpenAIError
 
 MINIMAL = """
 [models."local/whisper-base"]

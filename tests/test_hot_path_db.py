@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 
 from accounts.models import Team
-from arouter.hot_path_db import run_query
+from core.hot_path_db import run_query
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

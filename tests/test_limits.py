@@ -11,13 +11,13 @@ from django.conf import settings as django_settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from gateway.audio.decode import declared_seconds
-from limits import counters
-from limits.admission import admit, estimated_audio_seconds
-from limits.models import Counter
+from quotas import counters
+from quotas.admission import admit, estimated_audio_seconds
+from quotas.models import Counter
 from tests.audio_clips import silent_flac, understated
 from tests.openai_errors import assert_error
 from tests.streaming import body_of
-from usage.models import UsageRecord
+from usage.models import UsageRecord, spent_this_month
 
 
 @pytest.fixture(autouse=True)
@@ -96,7 +96,9 @@ def test_keys_without_limits_cost_no_query(api_key, django_assert_num_queries):
     key = api_key.api_key
     assert key.team.pk  # loaded with the key, as authentication does
     with django_assert_num_queries(0):
-        admission = async_to_sync(admit)(key, "local/piper", "/v1/audio/speech", Decimal(1))
+        admission = async_to_sync(admit)(
+            key, "local/piper", "/v1/audio/speech", Decimal(1), spent_this_month
+        )
     assert admission.headers == {}
     assert Counter.objects.count() == 0
 
@@ -160,7 +162,7 @@ def test_redis_down_falls_back_to_the_database_with_a_warning(api, api_key, sett
     settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
     limit(api_key, requests_per_minute=1)
     fresh_minute()
-    with caplog.at_level(logging.WARNING, logger="limits.counters"):
+    with caplog.at_level(logging.WARNING, logger="quotas.counters"):
         assert speech(api).status_code == 200
         assert speech(api).status_code == 429
     assert "using the database limiter" in caplog.text

@@ -7,10 +7,10 @@ import shutil
 import numpy as np
 import pytest
 
+from core.errors import OpenAIError
 from gateway.audio.encode import OUTPUT_RATE
 from gateway.audio.sentences import split_pieces
 from gateway.catalog import catalog
-from gateway.errors import OpenAIError
 from gateway.providers import piper, provider_for
 from gateway.providers.base import SpeechJob, SpeechMeter, Synthesizer
 

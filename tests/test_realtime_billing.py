@@ -15,11 +15,11 @@ from django.utils import timezone
 
 from accounts.models import ApiKey
 from gateway.catalog import catalog
+from gateway.pricing import COST_QUANTUM
 from tests import test_realtime as rt
 from tests.chat_speech import spoken_pcm
 from tests.test_realtime_access import commit_silence, expect_error_then_close
 from usage.models import UsageRecord
-from usage.pricing import COST_QUANTUM
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.engines]
 

@@ -2,6 +2,7 @@
 answers, retries, cooldown, timeouts, error mapping, streaming, transcoding, chunking."""
 
 import io
+import json
 import socket
 import time
 import wave
@@ -10,8 +11,8 @@ import av
 import numpy as np
 import pytest
 
+from core.errors import OpenAIError
 from gateway.catalog import catalog
-from gateway.errors import OpenAIError
 from gateway.providers import provider_for
 from gateway.providers.attempts import start_attempt_log
 from gateway.providers.base import (
@@ -28,7 +29,7 @@ from tests.upstream_helpers import catalog_from, model_table, upstream_table
 
 KEY_ENV = "ARUPSTREAM_TEST_KEY"
 SCENARIOS = ("ok", "slow", "limited-once", "limited", "fail-once", "fail", "reset", "truncated",
-             "html", "refuse")  # fmt: skip
+             "html", "refuse", "crlf")  # fmt: skip
 
 
 def _closed_port() -> int:
@@ -63,6 +64,10 @@ def fault_catalog(server: FaultServer) -> str:
     text += model_table("small/stt", "transcription", "small", "up-whisper")
     text += model_table("json-only/stt", "transcription", "ok", "up-whisper",
                         options={"transcript_format": "json"})  # fmt: skip
+    text += model_table("crlf/audio-chat", "chat", "crlf", "up-audio",
+                        price={"per_million_text_output_tokens": 10},
+                        input_modalities=["text", "audio"],
+                        output_modalities=["text", "audio"])  # fmt: skip
     text += model_table("fallback/chat", "chat", "fail", "up-chat", fallbacks=["ok/chat"])
     text += model_table("fallback/refused", "chat", "refuse", "up-chat", fallbacks=["ok/chat"])
     text += model_table("fallback/speech", "speech", "down", "up-tts", fallbacks=["ok/speech"])
@@ -399,12 +404,54 @@ async def test_relay_chat_passes_the_body_through_with_only_the_model_swapped(fa
     assert fault_models.seen("ok")[0].json == {**body, "model": "up-chat"}
 
 
-async def test_relay_chat_stream_forwards_the_upstreams_sse_bytes(fault_models):
+async def test_relay_chat_stream_forwards_the_upstreams_chunks(fault_models):
     body = {"model": "ok/chat", "messages": [{"role": "user", "content": "hi"}], "stream": True}
-    raw = b"".join([chunk async for chunk in provider("ok/chat").relay_chat_stream(body)])
-    events = [line for line in raw.decode().split("\n\n") if line]
-    assert events[0].startswith('data: {"id": "chatcmpl-fault"')
-    assert events[-1] == "data: [DONE]"
+    chunks = [chunk async for chunk in provider("ok/chat").relay_chat_stream(body)]
+    assert chunks[0]["id"] == "chatcmpl-fault"
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    assert text == "Hello from the fault server."
+    assert chunks[-1]["usage"]["total_tokens"] == 17  # the last before its [DONE]
+
+
+async def test_crlf_framed_events_read_as_any_other(fault_models):
+    items = [item async for item in provider("crlf/chat").stream(chat_job())]
+    assert items[-1] == ChatReply("Hello from the fault server.", "stop", 11, 6)
+    body = {"model": "crlf/chat", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    chunks = [chunk async for chunk in provider("crlf/chat").relay_chat_stream(body)]
+    assert chunks[-1]["usage"]["total_tokens"] == 17
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_relayed_crlf_stream_reaches_the_client_and_is_billed(fault_models, api_key):
+    """CRLF framing is many servers' default: every chunk arrives, then [DONE], and the
+    ledger bills the upstream's usage (once forwarded as nothing and recorded at $0)."""
+    from django.test import AsyncClient
+
+    from usage.models import UsageRecord
+
+    response = await AsyncClient().post(
+        "/v1/chat/completions",
+        {
+            "model": "crlf/audio-chat",
+            "modalities": ["text", "audio"],
+            "audio": {"voice": "alloy", "format": "pcm16"},
+            "messages": [{"role": "user", "content": "hi"}],
+            "stream": True,
+        },
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {api_key.raw}"},
+    )
+    assert response.status_code == 200, response.content
+    events = [e async for e in response.streaming_content]
+    data = [e.decode().removeprefix("data: ").strip() for e in events]
+    assert data[-1] == "[DONE]"
+    chunks = [json.loads(d) for d in data[:-1]]
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert text == "Hello from the fault server."
+    assert all(c["model"] == "crlf/audio-chat" for c in chunks)
+    row = await UsageRecord.objects.aget(api_key=api_key.api_key)
+    assert (row.status_code, row.text_tokens_out) == (200, 6)
+    assert row.cost > 0
 
 
 def test_cooldown_ends_after_its_time():

@@ -1,84 +1,48 @@
-"""Pricing and the usage ledger."""
+"""The usage ledger's one writer: a plain entry in, a row out."""
 
 from decimal import Decimal
 
 import pytest
-from django.test import RequestFactory
 
-from gateway.catalog import Pricing, catalog
-from usage.ledger import Charge
+from usage import ledger
 from usage.models import UsageRecord
-from usage.pricing import Metered, cost_of
+
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_cost_per_audio_minute():
-    pricing = Pricing(per_audio_minute=Decimal("0.006"))
-    assert cost_of(pricing, Metered(audio_seconds_in=90)) == Decimal("0.00900000")
+def _entry(api_key, **changes) -> ledger.LedgerEntry:
+    fields = {
+        "api_key_id": api_key.pk,
+        "team_id": api_key.team_id,
+        "model": "openai/whisper-large-v3",
+        "endpoint": "/v1/audio/transcriptions",
+        "status_code": 200,
+        "request_id": "req_test",
+        "provider": "whisper",
+        "attempts": 1,
+        "cost": Decimal("0.006"),
+        "latency_ms": 12,
+        "metered": ledger.Metered(audio_seconds_in=60),
+    }
+    return ledger.LedgerEntry(**{**fields, **changes})
 
 
-def test_cost_per_million_characters():
-    pricing = Pricing(per_million_characters=Decimal(15))
-    assert cost_of(pricing, Metered(characters=1000)) == Decimal("0.01500000")
-
-
-def test_cost_per_token_kind():
-    pricing = Pricing(
-        per_million_text_input_tokens=Decimal("2.5"),
-        per_million_text_output_tokens=Decimal(10),
-        per_million_audio_input_tokens=Decimal(40),
-        per_million_audio_output_tokens=Decimal(80),
+async def test_an_entry_becomes_one_row(api_key):
+    row_id = await ledger.record(_entry(api_key.api_key))
+    stored = await UsageRecord.objects.aget(pk=row_id)
+    assert (stored.api_key_id, stored.team_id) == (api_key.api_key.pk, api_key.api_key.team_id)
+    assert (stored.model, stored.endpoint) == (
+        "openai/whisper-large-v3",
+        "/v1/audio/transcriptions",
     )
-    metered = Metered(
-        text_tokens_in=50, text_tokens_out=20, audio_tokens_in=100, audio_tokens_out=30
-    )
-    expected = (50 * Decimal("2.5") + 20 * 10 + 100 * 40 + 30 * 80) / Decimal(1_000_000)
-    assert cost_of(pricing, metered) == expected.quantize(Decimal("0.00000001"))
+    assert (stored.status_code, stored.request_id, stored.provider) == (200, "req_test", "whisper")
+    assert (stored.cost, stored.audio_seconds_in, stored.latency_ms) == (Decimal("0.006"), 60, 12)
 
 
-def _request(api_key):
-    request = RequestFactory().post("/v1/audio/transcriptions")
-    request.auth = api_key
-    request.request_id = "req_test"
-    return request
-
-
-@pytest.mark.django_db(transaction=True)
-async def test_charge_records_one_row_with_cost(api_key):
-    entry = catalog().get("openai/whisper-large-v3")
-    charge = Charge(_request(api_key.api_key), entry, "/v1/audio/transcriptions")
-    charge.metered.audio_seconds_in = 60
-    record = await charge.record(200)
-    stored = await UsageRecord.objects.aget(pk=record.pk)
-    assert stored.team_id == api_key.api_key.team_id
-    assert stored.api_key_id == api_key.api_key.pk
-    assert stored.model == "openai/whisper-large-v3"
-    assert stored.cost == Decimal("0.006")
-    assert stored.audio_seconds_in == 60
-    assert stored.request_id == "req_test"
-    assert stored.provider == "whisper"
-
-
-@pytest.mark.django_db(transaction=True)
-async def test_failed_requests_are_recorded_at_no_cost(api_key):
-    entry = catalog().get("openai/tts-1")
-    charge = Charge(_request(api_key.api_key), entry, "/v1/audio/speech")
-    charge.metered.characters = 500
-    record = await charge.record(502)
-    assert record.status_code == 502
-    assert record.cost == 0
-    assert record.characters == 500
-
-
-@pytest.mark.django_db(transaction=True)
-async def test_recording_again_returns_the_first_row_instead_of_billing_twice(api_key):
-    entry = catalog().get("openai/tts-1")
-    charge = Charge(_request(api_key.api_key), entry, "/v1/audio/speech")
-    charge.metered.characters = 500
-    first = await charge.record(200)
-
-    again = await charge.record(500)  # an error path reached after the row was written
-
-    assert again.pk == first.pk
-    assert await UsageRecord.objects.filter(api_key=api_key.api_key).acount() == 1
-    stored = await UsageRecord.objects.aget(pk=first.pk)
-    assert (stored.status_code, stored.cost) == (200, first.cost)
+async def test_a_row_id_rewrites_that_row(api_key):
+    row_id = await ledger.record(_entry(api_key.api_key, status_code=ledger.INTERRUPTED))
+    again = await ledger.record(_entry(api_key.api_key, cost=Decimal("0.5")), row_id=row_id)
+    assert again == row_id
+    stored = await UsageRecord.objects.aget(pk=row_id)
+    assert (stored.status_code, stored.cost) == (200, Decimal("0.5"))
+    assert await UsageRecord.objects.acount() == 1

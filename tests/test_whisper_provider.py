@@ -7,8 +7,8 @@ import re
 
 import pytest
 
+from core.errors import OpenAIError
 from gateway.catalog import catalog
-from gateway.errors import OpenAIError
 from gateway.providers import provider_for
 from gateway.providers.base import AudioUpload, Segment, Transcriber, Transcript, TranscriptionJob
 from gateway.providers.whisper import (

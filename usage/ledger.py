@@ -1,111 +1,61 @@
-"""Writing the ledger: one row per request, whatever way the request ended.
+"""Writing the ledger: one plain entry per request, one function to write it.
 
-Most requests insert their row once, at the end. Streams write it as they start, marked
-interrupted, and complete it at the end, so a process that dies mid-stream leaves a trace.
+The gateway decides what a request consumed and what it costs; this module only stores
+it. A stream's row is written as the stream starts, marked interrupted, and rewritten with
+the final entry when it ends (`row_id`), so a process that dies mid-stream leaves a trace.
 """
 
-import asyncio
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from decimal import Decimal
 
-from django.http import HttpRequest
-
-from arouter.hot_path_db import run_query
-from gateway.catalog import ModelEntry
-from gateway.providers.attempts import AttemptLog, start_attempt_log
-from limits.admission import Admission, admit
+from core.hot_path_db import run_query
 from usage.models import INTERRUPTED, UsageRecord
-from usage.pricing import Metered, cost_of
+
+__all__ = ["INTERRUPTED", "LedgerEntry", "Metered", "record"]
 
 
 @dataclass
-class Charge:
-    """One request's bill in the making: the model it used and what it consumed."""
+class Metered:
+    """Quantities a request consumed, filled in while it runs (each is a ledger column)."""
 
-    request: HttpRequest
-    entry: ModelEntry
+    audio_seconds_in: float = 0.0
+    audio_seconds_out: float = 0.0
+    characters: int = 0
+    text_tokens_in: int = 0
+    text_tokens_out: int = 0
+    audio_tokens_in: int = 0
+    audio_tokens_out: int = 0
+
+    def as_fields(self) -> dict[str, float | int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    api_key_id: int
+    team_id: int
+    model: str
     endpoint: str
-    metered: Metered = field(default_factory=Metered)
-    started: float = field(default_factory=time.monotonic)
-    # Upstream retries and fallbacks append here; the row shows their count and the last.
-    attempt_log: AttemptLog = field(init=False)
+    status_code: int  # INTERRUPTED while a stream runs
+    request_id: str
+    provider: str
+    attempts: int
+    cost: Decimal
+    latency_ms: int
+    metered: Metered
 
-    admission: Admission = field(init=False, default_factory=Admission)
-    # The row written when a stream started (see open_stream), completed by record().
-    provisional_id: int | None = field(init=False, default=None)
-    # The finished row: a request has one, so recording again (an error path that runs
-    # after the row was written) returns it instead of billing twice.
-    recorded: UsageRecord | None = field(init=False, default=None)
+    def as_fields(self) -> dict:
+        columns = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "metered"}
+        return {**columns, **self.metered.as_fields()}
 
-    def __post_init__(self) -> None:
-        team_id = getattr(getattr(self.request, "auth", None), "team_id", None)
-        self.attempt_log = start_attempt_log(team_id=team_id)
 
-    async def admit(self, estimate: Metered) -> None:
-        """Check the key's limits before a provider is called (raises the OpenAI 4xx).
+def _write(entry: LedgerEntry, row_id: int | None) -> int:
+    if row_id is None:
+        return UsageRecord.objects.create(**entry.as_fields()).pk
+    UsageRecord.objects.filter(pk=row_id).update(**entry.as_fields())
+    return row_id
 
-        Admitted, the request holds a slot and a reservation until `record()` settles them;
-        its rate-limit headers go out on the response.
-        """
-        self.admission = await admit(
-            self.request.auth, self.entry.id, self.endpoint, cost_of(self.entry.pricing, estimate)
-        )
-        if self.admission.headers:
-            self.request.ratelimit_headers = self.admission.headers
 
-    @property
-    def cost(self) -> Decimal:
-        return cost_of(self.entry.pricing, self.metered)
-
-    async def record(self, status_code: int) -> UsageRecord:
-        """Insert the ledger row; failures are recorded at no cost.
-
-        Shielded so a client that leaves mid-stream (which cancels the response task)
-        cannot cancel the write that bills what was already produced.
-        """
-        return await asyncio.shield(self._insert_and_settle(status_code))
-
-    async def _insert_and_settle(self, status_code: int) -> UsageRecord:
-        if self.recorded is not None:
-            return self.recorded
-        try:
-            self.recorded = await self._insert(status_code)
-        except BaseException:
-            await self.admission.settle(Decimal(0))
-            raise
-        await self.admission.settle(self.recorded.cost)
-        return self.recorded
-
-    async def open_stream(self) -> None:
-        """Write the row as a stream starts, marked interrupted; `record()` completes it.
-
-        A stream can outlive its process (a worker killed mid-stream runs no cleanup):
-        the request then stays in the ledger as interrupted rather than vanishing.
-        """
-        row = await run_query(UsageRecord.objects.create, **self._fields(INTERRUPTED))
-        self.provisional_id = row.pk
-
-    def _fields(self, status_code: int) -> dict:
-        api_key = self.request.auth
-        succeeded = 0 < status_code < 400
-        return {
-            "api_key": api_key,
-            "team_id": api_key.team_id,
-            "model": self.entry.id,
-            "endpoint": self.endpoint,
-            "status_code": status_code,
-            "request_id": getattr(self.request, "request_id", ""),
-            "provider": self.attempt_log.final_provider or self.entry.provider,
-            "attempts": max(1, self.attempt_log.count),
-            "cost": self.cost if succeeded else Decimal(0),
-            "latency_ms": int((time.monotonic() - self.started) * 1000),
-            **self.metered.as_fields(),
-        }
-
-    async def _insert(self, status_code: int) -> UsageRecord:
-        fields = self._fields(status_code)
-        if self.provisional_id is None:
-            return await run_query(UsageRecord.objects.create, **fields)
-        await run_query(UsageRecord.objects.filter(pk=self.provisional_id).update, **fields)
-        return UsageRecord(pk=self.provisional_id, **fields)
+async def record(entry: LedgerEntry, row_id: int | None = None) -> int:
+    """Insert `entry` as a new row, or rewrite row `row_id` with it; returns the row's id."""
+    return await run_query(_write, entry, row_id)

@@ -17,6 +17,13 @@ def billing_month_start() -> datetime:
     return timezone.now().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
+def spent_this_month(*, api_key_id: int | None = None, team_id: int | None = None) -> Decimal:
+    """What a key (or a team) has been charged since the billing month began."""
+    scope = {"api_key_id": api_key_id} if api_key_id is not None else {"team_id": team_id}
+    rows = UsageRecord.objects.filter(created_at__gte=billing_month_start(), **scope)
+    return rows.aggregate(total=models.Sum("cost"))["total"] or Decimal(0)
+
+
 class UsageRecordQuerySet(models.QuerySet):
     def finished(self) -> "UsageRecordQuerySet":
         """Rows of requests that have ended (not streams still running, or cut off)."""

@@ -12,7 +12,6 @@ import shutil
 from pathlib import Path
 
 from django.conf import settings
-from django.http import HttpRequest
 
 
 def _safe(name: str) -> str:
@@ -30,14 +29,14 @@ def _write(folder: Path, name: str, source: bytes | str) -> Path:
     return target
 
 
-async def keep(request: HttpRequest, uploads: list[tuple[str, bytes | str]]) -> list[Path]:
-    """Copy each (file name, bytes or path) upload of `request` into the archive, if one is
+async def keep(team_id: int, request_id: str, uploads: list[tuple[str, bytes | str]]) -> list[Path]:
+    """Copy each (file name, bytes or path) upload of a request into the archive, if one is
     configured; nothing happens (not even a thread hop) when none is."""
     root = settings.AROUTER_KEEP_UPLOADS_DIR
     if root is None or not uploads:
         return []
-    folder = root / str(request.auth.team_id)
+    folder = root / str(team_id)
     return [
-        await asyncio.to_thread(_write, folder, f"{request.request_id}-{n}-{_safe(name)}", data)
+        await asyncio.to_thread(_write, folder, f"{request_id}-{n}-{_safe(name)}", data)
         for n, (name, data) in enumerate(uploads, start=1)
     ]

@@ -17,7 +17,7 @@ import av
 import numpy as np
 from django.conf import settings
 
-from gateway.errors import OpenAIError, invalid_param
+from core.errors import OpenAIError, invalid_param
 
 logger = logging.getLogger(__name__)
 

@@ -9,19 +9,16 @@ request leaves nothing behind.
 """
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
+from core.errors import OpenAIError, invalid_param
 from gateway.audio import archive
 from gateway.audio.decode import declared_seconds, decoded_seconds
-from gateway.errors import OpenAIError, invalid_param
+from gateway.lifecycle import MeteredCall
 from gateway.providers.base import AudioUpload
-from limits.admission import estimated_audio_seconds, has_budget
-from usage.ledger import Charge
-from usage.pricing import Metered, cost_of
-
-T = TypeVar("T")
+from quotas.admission import estimated_audio_seconds, has_budget
+from usage.ledger import Metered
 
 
 @dataclass(frozen=True)
@@ -34,38 +31,26 @@ class Clip:
 
 
 async def admit_uploads(
-    charge: Charge, clips: list[Clip], estimate: Callable[[float], Metered]
+    call: MeteredCall, clips: list[Clip], estimate: Callable[[float], Metered]
 ) -> None:
-    """Admit `charge` with `estimate(seconds of audio)`, then archive its clips.
+    """Admit `call` with `estimate(seconds of audio)`, then archive its clips.
 
     A key without a budget is admitted on a size guess (the reservation is not used) and
     pays for no probe or decode here. With a budget, a clip that cannot be decoded is the
     400 the engine would answer, recorded at no cost.
     """
-    budgeted = has_budget(charge.request.auth)
+    budgeted = has_budget(call.api_key)
     guessed = 0.0
     for clip in clips:
         source = clip.upload.source
         declared = await asyncio.to_thread(declared_seconds, source) if budgeted else None
         guessed += estimated_audio_seconds(clip.upload.size, declared)
-    await charge.admit(estimate(guessed))
+    await call.admit(estimate(guessed))
     if budgeted and clips:
-        seconds = await _or_record(charge, _decoded_seconds(clips))
         # Refused here, the request is settled as at admission: no ledger row.
-        await charge.admission.cover(cost_of(charge.entry.pricing, estimate(seconds)))
-    await _or_record(
-        charge, archive.keep(charge.request, [(c.upload.filename, c.upload.source) for c in clips])
-    )
-
-
-async def _or_record(charge: Charge, step: Awaitable[T]) -> T:
-    """`step`'s result; if it fails, the request's row (at no cost), which also gives its
-    slot and reservation back."""
-    try:
-        return await step
-    except Exception as exc:
-        await charge.record(exc.status if isinstance(exc, OpenAIError) else 500)
-        raise
+        await call.cover(estimate(await _decoded_seconds(clips)))
+    uploads = [(clip.upload.filename, clip.upload.source) for clip in clips]
+    await archive.keep(call.api_key.team_id, call.request_id, uploads)
 
 
 async def _decoded_seconds(clips: list[Clip]) -> float:

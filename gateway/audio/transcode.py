@@ -11,8 +11,8 @@ from pathlib import PurePath
 import av
 import numpy as np
 
+from core.errors import invalid_param
 from gateway.audio.encode import wav_file
-from gateway.errors import invalid_param
 
 RATE = 16_000
 BYTES_PER_SECOND = RATE * 2  # 16-bit mono WAV

@@ -10,13 +10,13 @@ import math
 
 from gateway.audio.reservation import Clip, admit_uploads
 from gateway.chat.request import ChatRequest
+from gateway.lifecycle import MeteredCall
+from gateway.pricing import audio_tokens, audio_tokens_per_second
 from gateway.providers.base import AudioUpload
-from gateway.providers.cascade import DEFAULT_AUDIO_TOKENS_PER_SECOND, audio_tokens
-from usage.ledger import Charge
-from usage.pricing import Metered
+from usage.ledger import Metered
 
 
-async def admit_chat(charge: Charge, chat: ChatRequest, body_size: int) -> None:
+async def admit_chat(call: MeteredCall, chat: ChatRequest, body_size: int) -> None:
     """Admit the request (the OpenAI 4xx if refused), then archive its input audio."""
     parts = chat.audio_inputs()
     clips = [
@@ -25,9 +25,7 @@ async def admit_chat(charge: Charge, chat: ChatRequest, body_size: int) -> None:
     ]
     base64_size = sum(4 * math.ceil(len(part.data) / 3) for part in parts)
     text_tokens_in = max(0, body_size - base64_size) // 4
-    rate = float(
-        charge.entry.options.get("audio_tokens_per_second", DEFAULT_AUDIO_TOKENS_PER_SECOND)
-    )
+    rate = audio_tokens_per_second(call.entry)
 
     def estimate(seconds: float) -> Metered:
         return Metered(
@@ -36,4 +34,4 @@ async def admit_chat(charge: Charge, chat: ChatRequest, body_size: int) -> None:
             text_tokens_out=chat.token_budget(),
         )
 
-    await admit_uploads(charge, clips, estimate)
+    await admit_uploads(call, clips, estimate)

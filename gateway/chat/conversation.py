@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from gateway.catalog import ModelEntry
 from gateway.chat import replies
 from gateway.chat.request import AudioInput, Message
-from gateway.chat.usage import ChatUsage
-from gateway.providers.base import ChatJob, ChatReply, ChatTurn
-from gateway.providers.cascade import DEFAULT_AUDIO_TOKENS_PER_SECOND, Heard, Spoken, audio_tokens
+from gateway.chat.token_usage import ChatUsage
+from gateway.pricing import audio_tokens, audio_tokens_per_second
+from gateway.providers.base import ChatJob, ChatReply, ChatTurn, Heard, Spoken
 
 
 async def prepare(
@@ -76,9 +76,7 @@ class Turn:
 
     async def usage(self) -> ChatUsage:
         """Usage so far: the whole turn once it finished, what was produced if cut short."""
-        rate = float(
-            self.entry.options.get("audio_tokens_per_second", DEFAULT_AUDIO_TOKENS_PER_SECOND)
-        )
+        rate = audio_tokens_per_second(self.entry)
         heard_seconds = sum(h.seconds for h in self.heard)
         count = self.provider.count_tokens
         heard_text_tokens = 0

@@ -7,17 +7,15 @@ asked for (and a null `system_fingerprint` dropped). Usage is read from the upst
 own usage object and billed at our prices.
 """
 
-import json
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from django.http import JsonResponse
-
 from gateway.chat.request import ChatRequest
-from gateway.chat.usage import ChatUsage
-from usage.ledger import Charge
-
-DONE = b"data: [DONE]\n\n"
+from gateway.chat.token_usage import ChatUsage
+from gateway.lifecycle import MeteredCall
+from gateway.providers.base import ChatRelay
+from gateway.sse import sse_event
 
 
 def usage_from(raw: dict[str, Any] | None) -> ChatUsage:
@@ -43,67 +41,40 @@ def as_ours(body: dict[str, Any], chat: ChatRequest) -> None:
         del body["system_fingerprint"]
 
 
-async def relay(chat: ChatRequest, body: dict[str, Any], provider, charge: Charge) -> JsonResponse:
+async def relay(
+    chat: ChatRequest, body: dict[str, Any], provider: ChatRelay, call: MeteredCall
+) -> dict[str, Any]:
     answer = await provider.relay_chat(body)
-    usage = usage_from(answer.get("usage"))
-    usage.meter(charge.metered)
+    usage_from(answer.get("usage")).meter(call.metered)
     as_ours(answer, chat)
     if isinstance(answer.get("usage"), dict):
-        answer["usage"]["cost"] = float(charge.cost)
-    await charge.record(200)
-    return JsonResponse(answer)
+        answer["usage"]["cost"] = float(call.cost)
+    return answer
 
 
 async def relay_stream(
-    chat: ChatRequest, body: dict[str, Any], provider, charge: Charge
+    chat: ChatRequest, body: dict[str, Any], provider: ChatRelay, call: MeteredCall
 ) -> AsyncIterator[bytes]:
-    """The upstream's SSE events, renamed; its usage chunk is read for the ledger and
-    passed on only if the client asked for it."""
+    """The upstream's chunks, renamed; its usage chunk is read for the ledger and passed
+    on only if the client asked for it."""
     upstream_body = {**body, "stream_options": {**(body.get("stream_options") or {})}}
     upstream_body["stream_options"]["include_usage"] = True
-    buffer = b""
-    status = 200
-    recorded = False
-    try:
-        async for data in provider.relay_chat_stream(upstream_body):
-            buffer += data
-            while b"\n\n" in buffer:
-                event, buffer = buffer.split(b"\n\n", 1)
-                forwarded = _forward(event, chat, charge)
-                if forwarded == DONE:
-                    # Billed before [DONE]: a client that checks usage right after sees it.
-                    recorded = True
-                    await charge.record(status)
-                if forwarded is not None:
-                    yield forwarded
-    except Exception as exc:
-        from gateway.errors import OpenAIError, server_error
-
-        error = exc if isinstance(exc, OpenAIError) else server_error()
-        status = error.status
-        yield f"data: {json.dumps(error.body())}\n\n".encode()
-    finally:
-        if not recorded:
-            await charge.record(status)
+    async with contextlib.aclosing(provider.relay_chat_stream(upstream_body)) as chunks:
+        async for chunk in chunks:
+            if (forwarded := _forward(chunk, chat, call)) is not None:
+                yield sse_event(forwarded)
+    # Billed before [DONE]: a client that checks usage right after sees it.
+    await call.finish(200)
+    yield sse_event("[DONE]")
 
 
-def _forward(event: bytes, chat: ChatRequest, charge: Charge) -> bytes | None:
-    text = event.decode().strip()
-    if not text.startswith("data:"):
-        return event + b"\n\n" if text else None
-    payload = text[len("data:") :].strip()
-    if payload == "[DONE]":
-        return DONE
-    try:
-        chunk = json.loads(payload)
-    except ValueError:
-        return event + b"\n\n"
+def _forward(chunk: dict[str, Any], chat: ChatRequest, call: MeteredCall) -> dict | None:
     as_ours(chunk, chat)
     if chunk.get("usage"):
-        usage_from(chunk["usage"]).meter(charge.metered)
-        chunk["usage"]["cost"] = float(charge.cost)
+        usage_from(chunk["usage"]).meter(call.metered)
+        chunk["usage"]["cost"] = float(call.cost)
     if not chat.include_usage:
         if chunk.get("usage") and not chunk.get("choices"):
             return None  # the usage chunk we asked for on our own account
         chunk.pop("usage", None)
-    return f"data: {json.dumps(chunk, separators=(',', ':'))}\n\n".encode()
+    return chunk

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.cache import cache
 
-from gateway.errors import invalid_param
+from core.errors import invalid_param
 
 KEY_PREFIX = "arouter:chat-audio:"
 

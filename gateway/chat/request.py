@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from django.conf import settings
 
-from gateway.errors import invalid_param
+from core.errors import invalid_param
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 # Input audio formats of the spec's table (decoded in-process by PyAV).
@@ -21,6 +21,12 @@ INPUT_AUDIO_FORMATS = ("wav", "mp3", "ogg", "flac", "m4a", "webm")
 # Output audio formats OpenAI accepts for chat; streaming allows pcm16 only.
 OUTPUT_AUDIO_FORMATS = ("wav", "aac", "mp3", "flac", "opus", "pcm16")
 MODALITIES = ("text", "audio")
+# OpenAI's integer parameters are 32-bit: a larger max_tokens is refused, not priced.
+MAX_INT32 = 2**31 - 1
+JSON_PARSE_ERROR = (
+    "We could not parse the JSON body of your request. (HINT: This likely means you "
+    "aren't using your HTTP library correctly. The OpenAI API expects a JSON payload.)"
+)
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,41 @@ def _type_name(value: Any) -> str:
     }.get(type(value), type(value).__name__)
 
 
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def load_json(raw: bytes) -> Any:
+    """A request body as strict JSON (RFC 8259): no NaN or Infinity, which Python's parser
+    would accept; nesting too deep for the parser is a 400 rather than a RecursionError."""
+    try:
+        return json.loads(raw or b"null", parse_constant=_refuse_constant)
+    except ValueError:
+        raise invalid_param(JSON_PARSE_ERROR, param=None) from None
+    except RecursionError:
+        raise invalid_param(
+            "We could not parse the JSON body of your request: its arrays and objects are "
+            "nested too deeply.",
+            param=None,
+        ) from None
+
+
+def _refuse_lone_surrogates(value: str, param: str) -> None:
+    # A "\\udfff" escape parses to a lone surrogate: no text a model can read (it cannot
+    # even be encoded as UTF-8).
+    if value.isascii():
+        return
+    try:
+        value.encode()
+    except UnicodeEncodeError as exc:
+        raise invalid_param(
+            f"Invalid value for '{param}': the string is not valid Unicode (a lone surrogate "
+            f"{value[exc.start]!r} at position {exc.start}).",
+            param=param,
+            code="invalid_value",
+        ) from None
+
+
 def _expect(value: Any, kind: type | tuple[type, ...], param: str, what: str) -> Any:
     if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _as_tuple(kind)):
         raise invalid_param(
@@ -101,6 +142,8 @@ def _expect(value: Any, kind: type | tuple[type, ...], param: str, what: str) ->
             param=param,
             code="invalid_type",
         )
+    if isinstance(value, str):
+        _refuse_lone_surrogates(value, param)
     return value
 
 
@@ -205,7 +248,7 @@ def _message(raw: Any, index: int) -> Message:
             )
         parts: list[str | AudioInput] = []
     elif isinstance(content, str):
-        parts = [content]
+        parts = [_expect(content, str, f"{param}.content", "a string")]
     else:
         _expect(content, list, f"{param}.content", "a string or an array of content parts")
         if not content:
@@ -250,6 +293,13 @@ def _max_tokens(body: dict) -> int | None:
                 param=name,
                 code="integer_below_min_value",
             )
+        if value > MAX_INT32:
+            raise invalid_param(
+                f"Invalid '{name}': integer above maximum value. Expected a value <= "
+                f"{MAX_INT32}, but got {value} instead.",
+                param=name,
+                code="integer_above_max_value",
+            )
         return value
     return None
 
@@ -271,14 +321,7 @@ def _stop(body: dict) -> list[str]:
 
 
 def parse_chat_request(raw_body: bytes) -> ChatRequest:
-    try:
-        body = json.loads(raw_body or b"null")
-    except ValueError:
-        raise invalid_param(
-            "We could not parse the JSON body of your request. (HINT: This likely means you "
-            "aren't using your HTTP library correctly. The OpenAI API expects a JSON payload.)",
-            param=None,
-        ) from None
+    body = load_json(raw_body)
     if not isinstance(body, dict):
         raise invalid_param("The request body must be a JSON object.", param=None)
     if body.get("model") in (None, ""):

@@ -8,7 +8,7 @@ import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 # --- speech to text ---------------------------------------------------------------------
 
@@ -125,6 +125,8 @@ class Synthesizer(Protocol):
 
 # --- chat -------------------------------------------------------------------------------
 
+PCM_RATE = 24_000  # chat and realtime audio: pcm16, 16-bit mono little-endian at 24 kHz
+
 
 @dataclass(frozen=True)
 class ChatTurn:
@@ -166,6 +168,50 @@ class ChatModel(Protocol):
 
     def count_tokens(self, text: str) -> int:
         """Tokens `text` costs in this model's tokenizer (usage splits prompts by part)."""
+        ...
+
+
+@runtime_checkable
+class ChatRelay(Protocol):
+    """An upstream that hears and speaks itself: whole OpenAI chat bodies go to it."""
+
+    async def relay_chat(self, body: dict[str, Any]) -> dict[str, Any]: ...
+
+    def relay_chat_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """The upstream's chunks as they arrive, up to its `[DONE]`."""
+        ...
+
+
+@dataclass(frozen=True)
+class Heard:
+    """One audio part, transcribed."""
+
+    text: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Spoken:
+    """A sentence of the reply as pcm16 (24 kHz mono), ready to send."""
+
+    pcm: bytes
+    transcript: str
+
+    @property
+    def seconds(self) -> float:
+        return len(self.pcm) / 2 / PCM_RATE
+
+
+@runtime_checkable
+class VoiceChat(Protocol):
+    """Audio chat made here: hears audio parts as text, speaks replies as they are written."""
+
+    def voices(self) -> dict[str, str]: ...
+
+    async def hear(self, data: bytes, fmt: str, param: str) -> Heard: ...
+
+    def converse(self, job: ChatJob, voice: str) -> AsyncIterator[str | Spoken | ChatReply]:
+        """Yield text deltas and each spoken sentence as they exist, then the ChatReply."""
         ...
 
 

@@ -14,29 +14,26 @@ before the text is finished.
 import asyncio
 import contextlib
 import logging
-import math
 import re
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 
+from core.errors import OpenAIError, invalid_param
 from gateway.catalog import ModelEntry, catalog
-from gateway.errors import OpenAIError, invalid_param
 from gateway.providers.base import (
     AudioUpload,
     ChatJob,
     ChatModel,
     ChatReply,
+    Heard,
     SpeechJob,
     SpeechMeter,
+    Spoken,
     Synthesizer,
     Transcriber,
     TranscriptionJob,
 )
 
 logger = logging.getLogger(__name__)
-
-PCM_RATE = 24_000  # pcm16 out: 16-bit mono little-endian at 24 kHz, as OpenAI's
-DEFAULT_AUDIO_TOKENS_PER_SECOND = 10
 
 # Called with each ChatJob the cascade hands to its text model, so tests can check what
 # the model was asked (the transcript of a spoken question). A failing observer is logged.
@@ -46,26 +43,6 @@ prompt_observers: list[Callable[[ChatJob], None]] = []
 _SENTENCE_END = re.compile(r"[.!?…][\"')\]]*\s+|\n+")
 _CLAUSE_END = re.compile(r"[,;:—]\s+")
 _SPACE = re.compile(r"\s+")
-
-
-@dataclass(frozen=True)
-class Heard:
-    """One audio part, transcribed."""
-
-    text: str
-    seconds: float
-
-
-@dataclass(frozen=True)
-class Spoken:
-    """A sentence of the reply as pcm16 (24 kHz mono), ready to send."""
-
-    pcm: bytes
-    transcript: str
-
-    @property
-    def seconds(self) -> float:
-        return len(self.pcm) / 2 / PCM_RATE
 
 
 class SentenceSplitter:
@@ -119,11 +96,6 @@ class SentenceSplitter:
         return [rest] if rest.strip() else []
 
 
-def audio_tokens(seconds: float, per_second: float) -> int:
-    """The catalog's one rule: audio tokens = ceil(seconds * audio_tokens_per_second)."""
-    return math.ceil(round(seconds * per_second, 6)) if seconds > 0 else 0
-
-
 class CascadeProvider:
     """Implements ChatModel (text in, text out) and the audio chat around it."""
 
@@ -132,9 +104,6 @@ class CascadeProvider:
         options = entry.options
         self.transcriber_id = options.get("transcriber")
         self.synthesizer_id = options.get("synthesizer")
-        self.audio_tokens_per_second = float(
-            options.get("audio_tokens_per_second", DEFAULT_AUDIO_TOKENS_PER_SECOND)
-        )
 
     # --- the stages -------------------------------------------------------------------
 

@@ -11,8 +11,8 @@ while nothing has been sent to the client.
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from core.errors import OpenAIError
 from gateway.catalog import ModelEntry, catalog
-from gateway.errors import OpenAIError
 from gateway.providers.attempts import current_attempt_log
 
 

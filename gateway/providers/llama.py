@@ -20,8 +20,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from core.errors import invalid_param
 from gateway.catalog import ModelEntry
-from gateway.errors import invalid_param
 from gateway.providers.base import ChatJob, ChatReply, ChatTurn
 
 PACKAGED_PREFIX = "packaged:"
@@ -29,6 +29,7 @@ SPEAKERS = {"system": "System", "user": "User", "assistant": "Assistant"}
 # A base model keeps writing the dialogue; these mark the start of a turn it must not write.
 TURN_STOPS = ["\nUser:", "\nSystem:", "\nAssistant:", "<end_of_turn>"]
 DEFAULT_CONTEXT = 2048
+ESTIMATED_CHARS_PER_TOKEN = 4
 
 
 def packaged_gguf(name: str) -> Path:
@@ -80,6 +81,9 @@ class LlamaProvider:
         self._lock = threading.Lock()
         self._path: Path | None = None
         self._tokenizer = None  # the first context made; its vocabulary counts tokens
+        # Characters in the vocabulary's longest piece, once loaded (until then no text is
+        # provably too long).
+        self._longest_token = 1 << 40
 
     # --- the model pool -------------------------------------------------------------
 
@@ -95,6 +99,10 @@ class LlamaProvider:
             verbose=False,
         )
         if self._tokenizer is None:
+            # No token covers more characters than the longest piece (about 0.3 s to find
+            # in a 262k vocabulary, once per process).
+            vocab = llama._model
+            self._longest_token = max(len(vocab.token_get_text(t)) for t in range(vocab.n_vocab()))
             self._tokenizer = llama
             # Free contexts while the interpreter is whole (llama.cpp's __del__ at shutdown
             # runs after its C bindings are gone and prints a traceback).
@@ -131,11 +139,26 @@ class LlamaProvider:
     def preload(self) -> None:
         self._release(self._acquire())
 
+    def _provably_too_long(self, text: str) -> bool:
+        """Whether `text` needs more tokens than the context holds, known without tokenizing
+        it (which takes seconds per megabyte)."""
+        return len(text) > self.n_ctx * self._longest_token
+
+    def _context_exceeded(self, used: str):
+        return invalid_param(
+            f"This model's maximum context length is {self.n_ctx} tokens; the messages use {used}.",
+            param="messages",
+            code="context_length_exceeded",
+        )
+
     def count_tokens(self, text: str) -> int:
         if not text:
             return 0
         if self._tokenizer is None:
             self.preload()
+        if self._provably_too_long(text):
+            # Only a refused request's usage counts such text: estimate, do not tokenize.
+            return len(text) // ESTIMATED_CHARS_PER_TOKEN
         # Tokenizing reads only the vocabulary, so it needs no exclusive context.
         return len(self._tokenizer.tokenize(text.encode(), add_bos=False, special=False))
 
@@ -146,15 +169,14 @@ class LlamaProvider:
         prompt = transcript_prompt(job.messages)
         llama = self._acquire()
         try:
+            if self._provably_too_long(prompt):
+                raise self._context_exceeded(
+                    f"{len(prompt)} characters, more than {self.n_ctx} tokens can hold"
+                )
             prompt_tokens = len(llama.tokenize(prompt.encode(), add_bos=True))
             budget = min(job.max_tokens, self.n_ctx - prompt_tokens)
             if budget < 1:
-                raise invalid_param(
-                    f"This model's maximum context length is {self.n_ctx} tokens; the "
-                    f"messages use {prompt_tokens}.",
-                    param="messages",
-                    code="context_length_exceeded",
-                )
+                raise self._context_exceeded(str(prompt_tokens))
             pieces: list[str] = []
             finish = "stop"
             for chunk in llama.create_completion(

@@ -28,11 +28,11 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 
+from core.errors import invalid_param
 from gateway.audio.encode import OUTPUT_RATE, StreamEncoder, resample_pcm16
 from gateway.audio.sentences import Piece, split_pieces
 from gateway.audio.tempo import change_tempo
 from gateway.catalog import ModelEntry
-from gateway.errors import invalid_param
 from gateway.providers.base import SpeechJob, SpeechMeter
 
 logger = logging.getLogger(__name__)

@@ -23,10 +23,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+from httpx_sse import EventSource
 
+from core.errors import OpenAIError
 from gateway.audio import chunking, transcode
 from gateway.catalog import ModelEntry, catalog
-from gateway.errors import OpenAIError
 from gateway.providers import multipart
 from gateway.providers.base import (
     AudioUpload,
@@ -294,31 +295,29 @@ class UpstreamProvider:
         )
 
     async def _sse(self, path: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        """The JSON events of an upstream SSE stream, as they arrive, until `[DONE]`."""
+        """The JSON events of an upstream SSE stream, as they arrive, until `[DONE]`.
+
+        Parsed as the SSE standard says (httpx-sse): LF, CR or CRLF line ends, multi-line
+        data, comments and `event:` lines, so any server's framing reads the same.
+        """
         response = await self.client.open("POST", path, json=body)
         try:
             content_type = response.headers.get("content-type", "")
             if not content_type.startswith("text/event-stream"):
                 raise bad_response(f"expected an event stream, got {content_type.split(';')[0]}")
-            done = False
             try:
-                async for line in response.aiter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        done = True
-                        break
+                async for event in EventSource(response).aiter_sse():
+                    if event.data == "[DONE]":
+                        return
                     try:
-                        yield json.loads(data)
+                        yield json.loads(event.data)
                     except ValueError:
                         raise bad_response("malformed event") from None
             except httpx.TimeoutException:
                 raise timed_out() from None
             except httpx.TransportError:
                 raise mid_stream_failure() from None
-            if not done:
-                raise mid_stream_failure()
+            raise mid_stream_failure()  # the stream ended without its [DONE]
         finally:
             await response.aclose()
 
@@ -328,19 +327,9 @@ class UpstreamProvider:
         """Send an OpenAI chat body as is (only `model` swapped); the upstream's JSON back."""
         return await self.client.json("POST", "/chat/completions", json=self._relayed(body))
 
-    async def relay_chat_stream(self, body: dict[str, Any]) -> AsyncIterator[bytes]:
-        """The upstream's SSE bytes for a streamed chat body, forwarded as they arrive."""
-        response = await self.client.open("POST", "/chat/completions", json=self._relayed(body))
-        try:
-            if not response.headers.get("content-type", "").startswith("text/event-stream"):
-                raise bad_response("expected an event stream")
-            try:
-                async for chunk in response.aiter_raw():
-                    yield chunk
-            except httpx.TransportError:
-                raise mid_stream_failure() from None
-        finally:
-            await response.aclose()
+    def relay_chat_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """The upstream's chunks for a streamed chat body, as they arrive (up to [DONE])."""
+        return self._sse("/chat/completions", self._relayed(body))
 
     def _relayed(self, body: dict[str, Any]) -> dict[str, Any]:
         return {**body, "model": self.model}

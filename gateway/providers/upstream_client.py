@@ -24,8 +24,8 @@ from typing import Any
 
 import httpx
 
+from core.errors import UPSTREAM, OpenAIError
 from gateway.catalog import Upstream
-from gateway.errors import UPSTREAM, OpenAIError
 from gateway.providers.asyncio_network import transport_for
 from gateway.providers.attempts import current_attempt_log
 

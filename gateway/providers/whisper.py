@@ -32,10 +32,10 @@ from typing import Any
 
 from django.conf import settings
 
+from core.errors import OpenAIError, invalid_param
 from gateway.audio.decode import SAMPLE_RATE, decode_audio
 from gateway.audio.languages import language_name, whisper_code
 from gateway.catalog import ModelEntry
-from gateway.errors import OpenAIError, invalid_param
 from gateway.providers.base import Segment, Transcript, TranscriptionJob, Word
 
 logger = logging.getLogger(__name__)

@@ -3,12 +3,11 @@
 The body is sent as it is made: the provider yields each sentence's encoded audio the
 moment it exists, and this view passes it straight on, either as the raw audio body
 (`stream_format=audio`, the default) or as `speech.audio.delta` server-sent events closed
-by `speech.audio.done` with usage (`stream_format=sse`). The ledger row is written when the
-stream ends, however it ends: finished, failed, or abandoned by the client.
+by `speech.audio.done` with usage (`stream_format=sse`). The request is metered by
+`gateway.lifecycle`: billed when the stream ends, however it ends.
 """
 
 import base64
-import json
 import logging
 import math
 from collections.abc import AsyncIterator
@@ -17,13 +16,15 @@ from typing import Any, Literal
 from django.http import HttpRequest, StreamingHttpResponse
 from ninja import Field, Router, Schema
 
+from core.errors import invalid_param
 from gateway.audio.encode import CONTENT_TYPES
 from gateway.catalog import ModelEntry, catalog
-from gateway.errors import OpenAIError, invalid_param
+from gateway.lifecycle import MeteredCall
+from gateway.pricing import audio_tokens_per_second
 from gateway.providers import provider_for
 from gateway.providers.base import SpeechJob, SpeechMeter, Synthesizer
-from usage.ledger import Charge
-from usage.pricing import Metered
+from gateway.sse import sse_event
+from usage.ledger import Metered
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +33,6 @@ router = Router(tags=["audio"])
 ENDPOINT = "/v1/audio/speech"
 MAX_INPUT_CHARS = 4096
 CHARS_PER_TOKEN = 4  # the usual English estimate; Piper has no tokenizer to count with
-DEFAULT_AUDIO_TOKENS_PER_SECOND = 10
 
 
 class SpeechRequest(Schema):
@@ -74,7 +74,7 @@ def speech_usage(entry: ModelEntry, meter: SpeechMeter) -> dict[str, int]:
     input_tokens ~ characters / 4; output_tokens = seconds of audio x the model's
     `audio_tokens_per_second` option (10 by default, as the audio-chat cascade counts).
     """
-    rate = float(entry.options.get("audio_tokens_per_second", DEFAULT_AUDIO_TOKENS_PER_SECOND))
+    rate = audio_tokens_per_second(entry)
     input_tokens = math.ceil(meter.characters / CHARS_PER_TOKEN)
     output_tokens = math.ceil(meter.audio_seconds * rate)
     return {
@@ -84,56 +84,42 @@ def speech_usage(entry: ModelEntry, meter: SpeechMeter) -> dict[str, int]:
     }
 
 
-def _sse(event: dict) -> bytes:
-    return f"data: {json.dumps(event, separators=(',', ':'))}\n\n".encode()
-
-
-async def _billed(
-    audio: AsyncIterator[bytes],
-    first: bytes,
-    charge: Charge,
-    meter: SpeechMeter,
-    sse: bool,
+async def _speech_body(
+    audio: AsyncIterator[bytes], first: bytes, call: MeteredCall, meter: SpeechMeter, sse: bool
 ) -> AsyncIterator[bytes]:
-    """Pass the audio on as it comes, then bill what was made, however the stream ended."""
-    status = 200
+    """Pass the audio on as it comes, metering what was made however the stream ends."""
     try:
         chunk: bytes | None = first
         while chunk is not None:
             if chunk and sse:
                 audio_b64 = base64.b64encode(chunk).decode()
-                yield _sse({"type": "speech.audio.delta", "audio": audio_b64})
+                yield sse_event({"type": "speech.audio.delta", "audio": audio_b64})
             elif chunk:
                 yield chunk
             chunk = await anext(audio, None)
-        _meter_into(charge, meter)
+        _meter_into(call, meter)
         if sse:
-            usage = speech_usage(charge.entry, meter)
-            usage_out: dict[str, Any] = {**usage, "cost": float(charge.cost)}
-            yield _sse({"type": "speech.audio.done", "usage": usage_out})
-    except Exception:
-        # Headers are gone already: all we can do is end the body early and log it.
-        status = 500
-        logger.exception("speech synthesis failed mid-stream")
+            usage = speech_usage(call.entry, meter)
+            usage_out: dict[str, Any] = {**usage, "cost": float(call.cost)}
+            yield sse_event({"type": "speech.audio.done", "usage": usage_out})
     finally:
-        # Also reached when the client disconnects (the response task is cancelled at a
-        # yield): closing the provider's stream stops synthesis before the next sentence.
+        # Also reached when the client disconnects: closing the provider's stream stops
+        # synthesis before the next sentence.
         await audio.aclose()
-        _meter_into(charge, meter)
-        await charge.record(status)
+        _meter_into(call, meter)
 
 
-def _meter_into(charge: Charge, meter: SpeechMeter) -> None:
-    charge.metered.characters = meter.characters
-    charge.metered.audio_seconds_out = meter.audio_seconds
+def _meter_into(call: MeteredCall, meter: SpeechMeter) -> None:
+    call.metered.characters = meter.characters
+    call.metered.audio_seconds_out = meter.audio_seconds
 
 
 @router.post("/speech", summary="Create speech", response={200: None})
 async def create_speech(request: HttpRequest, body: SpeechRequest) -> StreamingHttpResponse:
     entry = catalog().resolve(body.model, "speech")
-    charge = Charge(request, entry, ENDPOINT)
-    await charge.admit(Metered(characters=len(body.input)))
-    try:
+    call = MeteredCall.for_request(request, entry, ENDPOINT)
+    async with call.running():
+        await call.admit(Metered(characters=len(body.input)))
         synthesizer = _synthesizer(entry)
         voice = _voice_name(body.voice)
         voices = synthesizer.voices()
@@ -143,35 +129,28 @@ async def create_speech(request: HttpRequest, body: SpeechRequest) -> StreamingH
                 f"Supported voices are: {', '.join(voices)}.",
                 param="voice",
             )
-    except OpenAIError as exc:
-        await charge.record(exc.status)  # a failure is in the ledger too, at no cost
-        raise
-    job = SpeechJob(
-        input=body.input,
-        voice=voice,
-        response_format=body.response_format,
-        speed=body.speed,
-        instructions=body.instructions,
-    )
-    meter = SpeechMeter()
-    audio = synthesizer.synthesize(job, meter)
-    # Wait for the first sentence before answering: nothing could be sent sooner anyway,
-    # and an engine that fails at once still gets a proper error response, not a torn body.
-    try:
-        first = await anext(audio, b"")
-    except BaseException as exc:
-        await audio.aclose()
-        await charge.record(getattr(exc, "status", 500))
-        raise
-    sse = body.stream_format == "sse"
-    await charge.open_stream()
-    response = StreamingHttpResponse(
-        _billed(audio, first, charge, meter, sse),
-        content_type="text/event-stream" if sse else CONTENT_TYPES[job.response_format],
-    )
-    if sse:
-        response["Cache-Control"] = "no-cache"
-    return response
+        job = SpeechJob(
+            input=body.input,
+            voice=voice,
+            response_format=body.response_format,
+            speed=body.speed,
+            instructions=body.instructions,
+        )
+        meter = SpeechMeter()
+        audio = synthesizer.synthesize(job, meter)
+        # Wait for the first sentence before answering: nothing could be sent sooner anyway,
+        # and an engine that fails at once still gets a proper error response, not a torn
+        # body (a failure later can only end the body early).
+        try:
+            first = await anext(audio, b"")
+        except BaseException:
+            await audio.aclose()
+            raise
+        sse = body.stream_format == "sse"
+        return await call.streaming(
+            _speech_body(audio, first, call, meter, sse),
+            "text/event-stream" if sse else CONTENT_TYPES[job.response_format],
+        )
 
 
 class VoiceOut(Schema):

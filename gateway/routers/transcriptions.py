@@ -21,12 +21,13 @@ from typing import Any, Literal
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse
 from ninja import Router
 
+from core.errors import OpenAIError, invalid_param, request_too_large
 from gateway.audio.reservation import Clip, admit_uploads
 from gateway.catalog import ModelEntry, catalog
-from gateway.errors import OpenAIError, invalid_param
+from gateway.lifecycle import MeteredCall
 from gateway.providers import provider_for
 from gateway.providers.base import (
     AudioUpload,
@@ -35,6 +36,7 @@ from gateway.providers.base import (
     Transcript,
     TranscriptionJob,
 )
+from gateway.sse import sse_event
 from gateway.transcripts import (
     RESPONSE_FORMATS,
     ResponseFormat,
@@ -43,8 +45,7 @@ from gateway.transcripts import (
     render,
     token_usage,
 )
-from usage.ledger import Charge
-from usage.pricing import Metered
+from usage.ledger import Metered
 
 logger = logging.getLogger(__name__)
 
@@ -91,12 +92,7 @@ def _read_upload(request: HttpRequest) -> AudioUpload:
         raise _missing("file")
     limit = settings.AROUTER_MAX_UPLOAD_BYTES
     if uploaded.size is not None and uploaded.size > limit:
-        raise OpenAIError(
-            f"Maximum content size limit ({limit} bytes) exceeded ({uploaded.size} bytes read).",
-            status=413,
-            param="file",
-            code="request_too_large",
-        )
+        raise request_too_large(limit, uploaded.size, param="file")
     # Past FILE_UPLOAD_MAX_MEMORY_SIZE Django spilled the upload to a temporary file (gone
     # when the request ends): keep it there rather than read it into memory.
     spilled = getattr(uploaded, "temporary_file_path", None)
@@ -185,13 +181,7 @@ def _measure_chunked_body(request: HttpRequest) -> None:
     request.META["CONTENT_LENGTH"] = str(size)
     # The file plus the multipart framing and the other fields: a generous allowance.
     if size > settings.AROUTER_MAX_UPLOAD_BYTES + 1024 * 1024:
-        raise OpenAIError(
-            f"Maximum content size limit ({settings.AROUTER_MAX_UPLOAD_BYTES} bytes) exceeded "
-            f"({size} bytes read).",
-            status=413,
-            param="file",
-            code="request_too_large",
-        )
+        raise request_too_large(settings.AROUTER_MAX_UPLOAD_BYTES, size, param="file")
 
 
 def parse_form(request: HttpRequest, task: Literal["transcribe", "translate"]) -> SpeechToTextForm:
@@ -232,57 +222,47 @@ def _transcriber(entry: ModelEntry) -> Transcriber:
     return provider
 
 
-def _sse(event: dict[str, Any]) -> bytes:
-    return f"data: {json.dumps(event, separators=(',', ':'))}\n\n".encode()
-
-
-def _meter(charge: Charge, transcript: Transcript) -> dict[str, Any]:
+def _meter(call: MeteredCall, transcript: Transcript) -> dict[str, Any]:
     seconds = billed_seconds(transcript)
-    charge.metered.audio_seconds_in = float(seconds)
-    return duration_usage(seconds, charge.cost)
+    call.metered.audio_seconds_in = float(seconds)
+    return duration_usage(seconds, call.cost)
+
+
+def _stream_error(error: OpenAIError) -> bytes:
+    """A failure after the headers went: OpenAI's stream error object, then the end."""
+    return sse_event({"type": "error", **error.body()})
 
 
 async def _events(
-    items: AsyncIterator[Segment | Transcript],
-    first: Segment | Transcript,
-    charge: Charge,
+    items: AsyncIterator[Segment | Transcript], first: Segment | Transcript, call: MeteredCall
 ) -> AsyncIterator[bytes]:
-    """SSE for a transcription stream; bills when it ends, however it ends.
+    """SSE for a transcription stream, metered however it ends.
 
     A client that leaves before `transcript.text.done` is billed for the audio decoded up
     to then: the end of the last segment it was sent, rounded up to the second.
     """
-    status = 200
     item: Segment | Transcript | None = first
     sent_any = False
     heard_until = 0.0
     try:
         while item is not None:
             if isinstance(item, Transcript):
-                _meter(charge, item)  # billed by the minute, reported as the spec's tokens
-                usage = token_usage(item, charge.entry, charge.cost)
-                yield _sse({"type": "transcript.text.done", "text": item.text, "usage": usage})
+                _meter(call, item)  # billed by the minute, reported as the spec's tokens
+                usage = token_usage(item, call.entry, call.cost)
+                yield sse_event({"type": "transcript.text.done", "text": item.text, "usage": usage})
             else:
                 heard_until = item.end
                 delta = item.text if sent_any else item.text.lstrip()
                 if delta:
                     sent_any = True
-                    yield _sse({"type": "transcript.text.delta", "delta": delta})
+                    yield sse_event({"type": "transcript.text.delta", "delta": delta})
             item = await anext(items, None)
-    except Exception as exc:
-        # Headers are gone: say what failed as OpenAI's stream error object, then stop.
-        error = exc if isinstance(exc, OpenAIError) else None
-        status = error.status if error else 500
-        logger.exception("transcription failed mid-stream")
-        body = (error or OpenAIError("The transcription failed.", status=500)).body()
-        yield _sse({"type": "error", **body})
     finally:
-        # Also reached when the client disconnects (this task is cancelled at a yield):
-        # closing the provider's stream stops decoding after the current segment.
+        # Also reached when the client disconnects: closing the provider's stream stops
+        # decoding after the current segment.
         await items.aclose()
-        if not charge.metered.audio_seconds_in:
-            charge.metered.audio_seconds_in = float(math.ceil(heard_until))
-        await charge.record(status)
+        if not call.metered.audio_seconds_in:
+            call.metered.audio_seconds_in = float(math.ceil(heard_until))
 
 
 async def _speech_to_text(
@@ -291,14 +271,12 @@ async def _speech_to_text(
     # Parsing the multipart body reads a spooled file of up to 25 MB: keep it off the loop.
     form = await asyncio.to_thread(parse_form, request, task)
     entry = catalog().resolve(form.model, "transcription")
-    charge = Charge(request, entry, endpoint)
-    # Reserved at the audio's duration (not its size), and kept only once admitted.
-    await admit_uploads(
-        charge,
-        [Clip(form.upload)],
-        lambda seconds: Metered(audio_seconds_in=math.ceil(seconds)),
-    )
-    try:
+    call = MeteredCall.for_request(request, entry, endpoint)
+    async with call.running():
+        # Reserved at the audio's duration (not its size), and kept only once admitted.
+        await admit_uploads(
+            call, [Clip(form.upload)], lambda seconds: Metered(audio_seconds_in=math.ceil(seconds))
+        )
         transcriber = _transcriber(entry)
         job = TranscriptionJob(
             upload=form.upload,
@@ -317,22 +295,12 @@ async def _speech_to_text(
             except BaseException:
                 await items.aclose()
                 raise
-            await charge.open_stream()
-            response = StreamingHttpResponse(
-                _events(items, first, charge), content_type="text/event-stream"
+            return await call.streaming(
+                _events(items, first, call), "text/event-stream", on_error=_stream_error
             )
-            response["Cache-Control"] = "no-cache"
-            return response
         transcript = await transcriber.transcribe(job)
-    except OpenAIError as exc:
-        await charge.record(exc.status)  # refusals are in the ledger too, at no cost
-        raise
-    except Exception:
-        await charge.record(500)
-        raise
-    usage = _meter(charge, transcript)
-    await charge.record(200)
-    return render(transcript, form.response_format, task, usage)
+        usage = _meter(call, transcript)
+    return call.respond(render(transcript, form.response_format, task, usage))
 
 
 _FORM_SCHEMA = {

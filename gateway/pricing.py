@@ -1,28 +1,25 @@
-"""Pricing in one place: what a request consumed, and what that costs under a model's prices."""
+"""What a request's consumption costs under a catalog model's prices (one place)."""
 
-from dataclasses import dataclass, fields
+import math
 from decimal import Decimal
 
-from gateway.catalog import Pricing
+from gateway.catalog import ModelEntry, Pricing
+from usage.ledger import Metered
 
 MILLION = Decimal(1_000_000)
 COST_QUANTUM = Decimal("0.00000001")
+# Audio tokens a second of audio counts as, where a catalog entry names no
+# `options.audio_tokens_per_second`.
+DEFAULT_AUDIO_TOKENS_PER_SECOND = 10
 
 
-@dataclass
-class Metered:
-    """Quantities a request consumed, filled in by the view while it runs."""
+def audio_tokens(seconds: float, per_second: float) -> int:
+    """The catalog's one rule: audio tokens = ceil(seconds * audio_tokens_per_second)."""
+    return math.ceil(round(seconds * per_second, 6)) if seconds > 0 else 0
 
-    audio_seconds_in: float = 0.0
-    audio_seconds_out: float = 0.0
-    characters: int = 0
-    text_tokens_in: int = 0
-    text_tokens_out: int = 0
-    audio_tokens_in: int = 0
-    audio_tokens_out: int = 0
 
-    def as_fields(self) -> dict[str, float | int]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+def audio_tokens_per_second(entry: ModelEntry) -> float:
+    return float(entry.options.get("audio_tokens_per_second", DEFAULT_AUDIO_TOKENS_PER_SECOND))
 
 
 def cost_of(pricing: Pricing, metered: Metered) -> Decimal:

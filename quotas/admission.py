@@ -12,15 +12,15 @@ import math
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Protocol
 
 from django.conf import settings
-from django.db.models import Sum
 from django.utils import timezone
 
 from accounts.models import ApiKey
-from gateway.errors import model_not_found
-from limits import errors
-from limits.counters import (
+from core.errors import model_not_found
+from quotas import errors
+from quotas.counters import (
     DATABASE,
     REDIS_ERRORS,
     Budget,
@@ -28,7 +28,6 @@ from limits.counters import (
     redis_counters,
     redis_failed,
 )
-from usage.models import UsageRecord, billing_month_start
 
 MICRO = Decimal(1_000_000)
 MINUTE = 60
@@ -40,13 +39,14 @@ def micro(amount: Decimal) -> int:
     return int((amount * MICRO).to_integral_value(rounding="ROUND_CEILING"))
 
 
-def _spent_this_month(**scope) -> int:
-    since = billing_month_start()
-    total = UsageRecord.objects.filter(created_at__gte=since, **scope).aggregate(s=Sum("cost"))
-    return micro(total["s"] or Decimal(0))
+class MonthlySpend(Protocol):
+    """What the ledger holds for this billing month, for a key or a team (a synchronous
+    query: a budget's counter opens at it)."""
+
+    def __call__(self, *, api_key_id: int | None = None, team_id: int | None = None) -> Decimal: ...
 
 
-def _budgets(api_key: ApiKey) -> list[Budget]:
+def _budgets(api_key: ApiKey, spent: MonthlySpend) -> list[Budget]:
     month = timezone.now().strftime("%Y%m")
     budgets = []
     if api_key.monthly_budget_usd is not None:
@@ -55,7 +55,7 @@ def _budgets(api_key: ApiKey) -> list[Budget]:
                 f"spend:key:{api_key.pk}:{month}",
                 micro(api_key.monthly_budget_usd),
                 "API key",
-                lambda: _spent_this_month(api_key_id=api_key.pk),
+                lambda: micro(spent(api_key_id=api_key.pk)),
             )
         )
     team_budget = api_key.team.monthly_budget_usd
@@ -65,7 +65,7 @@ def _budgets(api_key: ApiKey) -> list[Budget]:
                 f"spend:team:{api_key.team_id}:{month}",
                 micro(team_budget),
                 "team",
-                lambda: _spent_this_month(team_id=api_key.team_id),
+                lambda: micro(spent(team_id=api_key.team_id)),
             )
         )
     return budgets
@@ -163,13 +163,16 @@ async def _admit_with(
     return admission
 
 
-async def admit(api_key: ApiKey, model_id: str, endpoint: str, estimate: Decimal) -> Admission:
-    """Admit a request for `model_id` on `endpoint` expected to cost about `estimate`."""
+async def admit(
+    api_key: ApiKey, model_id: str, endpoint: str, estimate: Decimal, spent: MonthlySpend
+) -> Admission:
+    """Admit a request for `model_id` on `endpoint` expected to cost about `estimate`;
+    budgets that have no counter yet open at `spent`."""
     if api_key.allowed_endpoints and endpoint not in api_key.allowed_endpoints:
         raise errors.endpoint_forbidden(endpoint)
     if api_key.allowed_models and model_id not in api_key.allowed_models:
         raise model_not_found(model_id)
-    budgets = _budgets(api_key)
+    budgets = _budgets(api_key, spent)
     if not (api_key.requests_per_minute or api_key.max_concurrent_requests or budgets):
         return Admission()
     amount = micro(estimate)

@@ -1,7 +1,5 @@
 """The OpenAI error envelope: every /v1 failure is `{"error": {message, type, param, code}}`."""
 
-from http import HTTPStatus
-
 from django.http import JsonResponse
 
 INVALID_REQUEST = "invalid_request_error"
@@ -87,10 +85,17 @@ def server_error() -> OpenAIError:
     )
 
 
-def for_status(status: int) -> OpenAIError:
-    """An envelope for a bare HTTP status produced outside our views (404, 405 …)."""
-    if status == 404:
-        return OpenAIError("Unknown request URL. Please check the URL and method.", status=404)
-    if status == 405:
-        return OpenAIError("Method not allowed for this URL.", status=405)
-    return OpenAIError(HTTPStatus(status).phrase, status=status)
+def invalid_url(method: str, path: str, status: int = 404) -> OpenAIError:
+    """OpenAI's answer to a route it does not have (404) or a method a route lacks (405)."""
+    return OpenAIError(f"Invalid URL ({method} {path})", status=status)
+
+
+def request_too_large(
+    limit: int | None = None, read: int | None = None, param: str | None = None
+) -> OpenAIError:
+    """413: a body or file past the upload limit, naming the sizes when they are known."""
+    message = "Request body too large."
+    if limit is not None:
+        message = f"Maximum content size limit ({limit} bytes) exceeded"
+        message += f" ({read} bytes read)." if read is not None else "."
+    return OpenAIError(message, status=413, param=param, code="request_too_large")

@@ -12,7 +12,7 @@ Rules (one per quantity, documented in the README):
 from dataclasses import dataclass
 from decimal import Decimal
 
-from usage.pricing import Metered
+from usage.ledger import Metered
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """The 429s and 403 of limits, in OpenAI's shapes."""
 
-from gateway.errors import PERMISSION, OpenAIError
+from core.errors import PERMISSION, OpenAIError
 
 
 def requests_limited(message: str, headers: dict[str, str]) -> OpenAIError:

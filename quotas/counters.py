@@ -19,8 +19,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from arouter.hot_path_db import run_query
-from limits.models import Counter
+from core.hot_path_db import run_query
+from quotas.models import Counter
 
 logger = logging.getLogger(__name__)
 # What a Redis outage raises: the limiter falls back to the database on these.
