@@ -1,8 +1,10 @@
 """Hot-path queries run on long-lived threads that keep their database connections."""
 
+import asyncio
 import threading
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.db import connection
 
 from accounts.models import Team
@@ -24,14 +26,31 @@ async def test_queries_run_on_kept_connections():
     assert len(seen) <= len(names)
 
 
-async def test_a_dead_connection_is_replaced(settings):
-    await run_query(Team.objects.create, name="before")
+def _backend() -> tuple[str, int]:
+    Team.objects.count()
+    return threading.current_thread().name, connection.connection.info.backend_pid
 
-    def break_then_count() -> int:
-        connection.close()  # as if the database had dropped it
-        return Team.objects.count()
 
-    assert await run_query(break_then_count) == 1
+def _terminate(pids: set[int]) -> None:
+    with connection.cursor() as cursor:
+        for pid in pids:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql",
+    reason="only a database server drops connections (a SQLite file cannot)",
+)
+async def test_a_connection_the_database_dropped_is_replaced():
+    """The server ends the kept connections (as a restart or failover does); the next
+    queries on those threads still succeed, by retrying once on a new connection."""
+    backends = set(await asyncio.gather(*(run_query(_backend) for _ in range(20))))
+    await sync_to_async(_terminate)({pid for _, pid in backends})
+    await run_query(Team.objects.create, name="after")
+    counts = await asyncio.gather(*(run_query(Team.objects.count) for _ in range(20)))
+    assert counts == [1] * 20
+    replaced = set(await asyncio.gather(*(run_query(_backend) for _ in range(20))))
+    assert not {pid for _, pid in replaced} & {pid for _, pid in backends}
 
 
 async def test_disabled_threads_fall_back_to_sync_to_async(settings):
