@@ -154,9 +154,6 @@ class ApiKey(models.Model):
     def is_expired(self, now=None) -> bool:
         return self.expires_at is not None and self.expires_at <= (now or timezone.now())
 
-    def is_usable(self, now=None) -> bool:
-        return not self.is_revoked and not self.is_expired(now)
-
     def revoke(self) -> None:
         if self.revoked_at is None:
             self.revoked_at = timezone.now()

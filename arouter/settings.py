@@ -106,6 +106,7 @@ INSTALLED_APPS = [
     "accounts",
     "gateway",
     "usage",
+    "dashboard",
     "playground",
     "credentials",
     "quotas",

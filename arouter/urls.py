@@ -1,8 +1,8 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
 
-from accounts.forms import ThrottledAdminAuthenticationForm
-from accounts.views.auth import ThrottledLoginView, admin_login
+from dashboard.forms import ThrottledAdminAuthenticationForm
+from dashboard.views.auth import ThrottledLoginView, admin_login
 from gateway.api import api
 from gateway.views import unknown_api_route
 
@@ -14,7 +14,7 @@ urlpatterns = [
     # Anything else under /v1 answers in the OpenAI error envelope, not an HTML 404.
     re_path(r"^v1(?:/.*)?$", unknown_api_route),
     # Pages: accounts and teams, usage review, playground (each app owns its URL space).
-    path("", include("accounts.urls")),
+    path("", include("dashboard.urls")),
     path("", include("usage.urls")),
     path("", include("playground.urls")),
     # Log-in is throttled; the rest of Django's account views (log-out, password change).

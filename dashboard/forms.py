@@ -1,4 +1,4 @@
-"""Forms of the account pages: sign-up, teams, invitations, keys."""
+"""Forms of the dashboard pages: sign-up and log-in, teams, invitations, keys."""
 
 from datetime import UTC, datetime, time
 
@@ -8,8 +8,9 @@ from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from accounts import throttle
 from accounts.models import ApiKey, Membership, Team
+from dashboard import throttle
+from gateway.catalog import catalog
 
 
 class SignupForm(UserCreationForm):
@@ -87,8 +88,6 @@ ENDPOINTS = (
 
 
 def _model_choices() -> list[tuple[str, str]]:
-    from gateway.catalog import catalog
-
     return [(model_id, model_id) for model_id in sorted(catalog().models)]
 
 

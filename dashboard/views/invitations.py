@@ -16,8 +16,8 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.access import manager_membership_or_404
-from accounts.forms import InviteForm
 from accounts.models import Invitation, Membership
+from dashboard.forms import InviteForm
 
 VALID_FOR = timedelta(days=7)
 
@@ -56,7 +56,7 @@ def invite(request: HttpRequest, team_id: int) -> HttpResponse:
         [invitation.email],
     )
     context = {"team": actor.team, "membership": actor, "invitation": invitation, "link": link}
-    return render(request, "accounts/invitation_created.html", context)
+    return render(request, "dashboard/invitation_created.html", context)
 
 
 def _open_invitation(token: str) -> Invitation:
@@ -79,7 +79,7 @@ def accept(request: HttpRequest, token: str) -> HttpResponse:
         problem = "This invitation has expired. Ask for a new one."
     if problem or request.method == "GET":
         context = {"invitation": invitation, "problem": problem}
-        return render(request, "accounts/invitation.html", context, status=410 if problem else 200)
+        return render(request, "dashboard/invitation.html", context, status=410 if problem else 200)
     with transaction.atomic():
         Membership.objects.get_or_create(
             team=invitation.team, user=request.user, defaults={"role": invitation.role}

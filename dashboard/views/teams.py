@@ -10,8 +10,8 @@ from django.views.decorators.http import require_POST
 
 from accounts.access import manager_membership_or_404, membership_or_404
 from accounts.auth import forget_cached_key
-from accounts.forms import InviteForm, RoleForm, TeamBudgetForm, TeamForm
 from accounts.models import Membership
+from dashboard.forms import InviteForm, RoleForm, TeamBudgetForm, TeamForm
 
 Role = Membership.Role
 
@@ -24,7 +24,7 @@ def home(request: HttpRequest) -> HttpResponse:
     if len(memberships) == 1 and request.method == "GET" and "teams" not in request.GET:
         return redirect("accounts:team", team_id=memberships[0].team_id)
     return render(
-        request, "accounts/home.html", {"memberships": memberships, "team_form": TeamForm()}
+        request, "dashboard/home.html", {"memberships": memberships, "team_form": TeamForm()}
     )
 
 
@@ -35,7 +35,7 @@ def create_team(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         memberships = Membership.objects.filter(user=request.user).select_related("team")
         context = {"memberships": memberships, "team_form": form}
-        return render(request, "accounts/home.html", context, status=400)
+        return render(request, "dashboard/home.html", context, status=400)
     with transaction.atomic():
         team = form.save()
         Membership.objects.create(team=team, user=request.user, role=Role.OWNER)
@@ -61,7 +61,7 @@ def team(request: HttpRequest, team_id: int) -> HttpResponse:
         if membership.can_manage_keys
         else [],
     }
-    return render(request, "accounts/team.html", context)
+    return render(request, "dashboard/team.html", context)
 
 
 def _owners(team_id: int) -> int:

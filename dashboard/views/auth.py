@@ -9,9 +9,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from accounts import throttle
-from accounts.forms import SignupForm, ThrottledAuthenticationForm
 from accounts.models import Membership, Team
+from dashboard import throttle
+from dashboard.forms import SignupForm, ThrottledAuthenticationForm
 
 
 def _paused_is_429(response: HttpResponse) -> HttpResponse:
@@ -60,4 +60,4 @@ def signup(request: HttpRequest) -> HttpResponse:
             Membership.objects.create(team=team, user=user, role=Membership.Role.OWNER)
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         return redirect("accounts:team", team_id=team.pk)
-    return render(request, "accounts/signup.html", {"form": form})
+    return render(request, "dashboard/signup.html", {"form": form})

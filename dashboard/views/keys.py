@@ -14,8 +14,8 @@ from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_http_methods
 
 from accounts.access import manager_membership_or_404, membership_or_404
-from accounts.forms import KeyForm
 from accounts.models import ApiKey, Membership
+from dashboard.forms import KeyForm
 from usage.models import billing_month_start
 
 # Ids of create-key forms already sent (not secrets): the form posted again, as a reload
@@ -47,7 +47,7 @@ def _page(
         "form_id": secrets.token_urlsafe(12),
         **extra,
     }
-    return render(request, "accounts/keys.html", context, status=status)
+    return render(request, "dashboard/keys.html", context, status=status)
 
 
 @login_required
@@ -90,7 +90,7 @@ def edit_key(request: HttpRequest, team_id: int, key_id: int) -> HttpResponse:
         messages.success(request, f"Key {api_key.name} saved.")
         return redirect("accounts:keys", team_id=team_id)
     context = {"team": membership.team, "membership": membership, "key": api_key, "form": form}
-    return render(request, "accounts/key_edit.html", context)
+    return render(request, "dashboard/key_edit.html", context)
 
 
 @login_required
@@ -104,4 +104,4 @@ def revoke_key(request: HttpRequest, team_id: int, key_id: int) -> HttpResponse:
         messages.success(request, f"Key {api_key.name} ({api_key.masked}) is revoked.")
         return redirect("accounts:keys", team_id=team_id)
     context = {"team": membership.team, "membership": membership, "key": api_key}
-    return render(request, "accounts/key_revoke.html", context)
+    return render(request, "dashboard/key_revoke.html", context)

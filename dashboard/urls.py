@@ -1,7 +1,8 @@
 from django.urls import path
 
-from accounts.views import auth, invitations, keys, teams
+from dashboard.views import auth, invitations, keys, teams
 
+# The namespace keeps its first name: every page and template reverses "accounts:…".
 app_name = "accounts"
 
 urlpatterns = [

@@ -1,1 +1,0 @@
-"""Account pages: sign-up and log-in, teams and members, invitations, API keys."""

@@ -1,0 +1,1 @@
+"""Dashboard pages: sign-up and log-in, teams and members, invitations, API keys."""
