@@ -120,7 +120,7 @@ MIDDLEWARE = [
 BROWSER_MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Outside the rest, so error pages and static files carry the policy too.
-    "arouter.security_headers.content_security_policy",
+    "core.security_headers.content_security_policy",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
