@@ -21,8 +21,8 @@ signals.request_started.disconnect(close_old_connections)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from gateway.providers.preload import start_preload  # noqa: E402
-from playground.routing import websocket_urlpatterns  # noqa: E402
-from playground.websocket_auth import WebsocketAuthMiddleware  # noqa: E402
+from gateway.realtime.auth import WebsocketAuthMiddleware  # noqa: E402
+from gateway.realtime.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {

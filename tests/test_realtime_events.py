@@ -144,7 +144,7 @@ async def test_an_unexpected_failure_is_a_server_error_event_and_the_socket_live
 
     # The standard library failing under us (here: decoding a frame), not a client mistake.
     monkeypatch.setattr(base64, "b64decode", out_of_memory)
-    with caplog.at_level(logging.ERROR, logger="playground.consumers"):
+    with caplog.at_level(logging.ERROR, logger="gateway.realtime.consumer"):
         await rt.send(comm, type="input_audio_buffer.append", audio="AAAA", event_id="evt_oom")
         event = await rt.receive(comm)
     assert event["type"] == "error"

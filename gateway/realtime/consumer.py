@@ -51,14 +51,14 @@ from gateway.lifecycle import MeteredCall
 from gateway.pricing import audio_tokens, audio_tokens_per_second
 from gateway.providers import provider_for
 from gateway.providers.base import PCM_RATE, ChatJob, ChatTurn, Heard, Spoken, VoiceChat
-from playground.realtime_session import (
+from gateway.realtime.auth import Credential, current_key
+from gateway.realtime.session import (
     PCM_FORMAT,
     RealtimeError,
     Session,
     invalid_type,
     output_token_limit,
 )
-from playground.websocket_auth import Credential, current_key
 from usage.ledger import Metered
 
 logger = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from playground.consumers import RealtimeConsumer
+from gateway.realtime.consumer import RealtimeConsumer
 
 websocket_urlpatterns: list = [
     path("v1/realtime", RealtimeConsumer.as_asgi()),

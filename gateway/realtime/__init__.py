@@ -1,0 +1,1 @@
+"""OpenAI's realtime websocket endpoint, `/v1/realtime` (see `consumer`)."""
