@@ -181,10 +181,10 @@ async def transcribe_pcm16(pcm: bytes) -> str:
     from gateway.catalog import catalog
     from gateway.providers import provider_for
     from gateway.providers.base import AudioUpload, TranscriptionJob
-    from gateway.realtime.consumer import pcm16_to_wav
+    from gateway.realtime.audio_buffer import as_wav
 
     whisper = provider_for(catalog().get("local/whisper-base"))
-    job = TranscriptionJob(upload=AudioUpload(content=pcm16_to_wav(pcm), filename="reply.wav"))
+    job = TranscriptionJob(upload=AudioUpload(content=as_wav(pcm), filename="reply.wav"))
     return (await whisper.transcribe(job)).text
 
 

@@ -1,7 +1,9 @@
 """Websocket authentication: an API key in the header or subprotocol, or a session user.
 
-The consumer decides what to do with the outcome: `scope["api_key"]` is the usable key,
-or None with `scope["auth_error"]` holding the OpenAI error to send before closing.
+The middleware reads a key: `scope["api_key"]` is the usable key, or None with
+`scope["auth_error"]` holding the OpenAI error to send before closing. Without a key, a
+logged-in user of one of this site's pages may name which team key to bill
+(`authenticate`, which the consumer calls on connect).
 Browsers cannot set headers on websockets, so OpenAI's convention of a subprotocol
 `openai-insecure-api-key.<key>` is accepted too; the playground instead relies on the
 logged-in session and names which of the team's keys to bill.
@@ -13,11 +15,13 @@ usable, the member still in its team, the login still live.
 
 from dataclasses import dataclass
 from importlib import import_module
+from urllib.parse import parse_qs, urlparse
 
 from channels.auth import AuthMiddlewareStack
 from channels.middleware import BaseMiddleware
 from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
+from django.http.request import split_domain_port, validate_host
 from django.utils.crypto import constant_time_compare
 
 from accounts import ephemeral
@@ -101,6 +105,69 @@ class ApiKeyScopeMiddleware(BaseMiddleware):
         elif not getattr(scope.get("user"), "is_authenticated", False):
             scope["auth_error"] = invalid_api_key(MISSING_KEY)
         return await super().__call__(scope, receive, send)
+
+
+def _host_and_port(netloc: str, default_port: int) -> tuple[str, int] | None:
+    domain, port = split_domain_port(netloc)
+    if not domain or (port and not port.isdigit()):
+        return None
+    return domain, int(port) if port else default_port
+
+
+def same_site_origin(scope) -> bool:
+    """Whether the handshake comes from a page of this very server: the Origin's host and
+    port are the Host the browser connected to, and that host is one of ALLOWED_HOSTS.
+
+    Browsers always send an Origin. Comparing the host alone would let any other service
+    on the same machine (another port: another origin) use a visitor's session."""
+    headers = dict(scope.get("headers", []))
+    origin = urlparse(headers.get(b"origin", b"").decode("latin1"))
+    host = headers.get(b"host", b"").decode("latin1").strip()
+    default_port = {"http": 80, "https": 443}.get(origin.scheme)
+    if default_port is None or not origin.netloc or not host:
+        return False
+    # A Host without a port is the default port of the scheme the page was served with.
+    requested = _host_and_port(host, default_port)
+    if requested is None or _host_and_port(origin.netloc, default_port) != requested:
+        return False
+    return validate_host(requested[0], settings.ALLOWED_HOSTS)
+
+
+async def key_for_session_user(user, key_id: str | None) -> ApiKey:
+    """The team key a logged-in playground user chose to bill, if it is theirs and usable."""
+    if not key_id or not key_id.isdigit():
+        raise invalid_api_key(
+            "Choose which of your team's API keys to bill with the `key_id` query parameter."
+        )
+    api_key = (
+        await ApiKey.objects.usable()
+        .filter(pk=int(key_id), team__memberships__user=user)
+        .select_related("team")
+        .afirst()
+    )
+    if api_key is None:
+        raise invalid_api_key(f"No usable API key {key_id} in your teams.")
+    return api_key
+
+
+async def authenticate(scope) -> tuple[ApiKey, Credential]:
+    """The key a socket bills and what to check again at each turn, or OpenAI's error."""
+    if scope.get("api_key") is not None:
+        return scope["api_key"], scope["credential"]
+    if scope.get("auth_error") is not None:
+        raise scope["auth_error"]
+    if not same_site_origin(scope):
+        # Cookies ride along on cross-site websocket handshakes; only our own pages may
+        # use the session.
+        raise OpenAIError(
+            "Session authentication is only accepted from this site's own pages.",
+            status=403,
+            code="invalid_origin",
+        )
+    query = parse_qs(scope.get("query_string", b"").decode())
+    user = scope["user"]
+    api_key = await key_for_session_user(user, (query.get("key_id") or [None])[0])
+    return api_key, Credential(api_key.pk, user.pk, scope["session"].session_key)
 
 
 def WebsocketAuthMiddleware(inner):

@@ -11,9 +11,9 @@ import copy
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from gateway.providers.base import PCM_RATE
+from gateway.realtime.protocol import PCM_FORMAT, RealtimeError, invalid_type, new_id
 
-PCM_FORMAT = {"type": "audio/pcm", "rate": PCM_RATE}
+DEFAULT_VOICE = "alloy"
 PCM_FORMATS = ("pcm16", {"type": "audio/pcm"}, PCM_FORMAT)
 MODALITIES = (["audio"], ["text"], ["text", "audio"], ["audio", "text"])
 
@@ -25,34 +25,6 @@ _PLATFORM_ONLY = {
     "truncation": ((str, dict), "a string or an object"),
     "tool_choice": ((str, dict), "a string or an object"),
 }
-
-
-class RealtimeError(Exception):
-    """A client mistake answered with an `error` event; the socket stays open."""
-
-    def __init__(self, message: str, code: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.message, self.code, self.param = message, code, param
-
-
-_TYPE_NAMES = {
-    dict: "an object",
-    list: "an array",
-    str: "a string",
-    bool: "a boolean",
-    int: "an integer",
-    float: "a number",
-    type(None): "null",
-}
-
-
-def invalid_type(param: str, expected: str, value) -> RealtimeError:
-    got = _TYPE_NAMES.get(type(value), "a value")
-    return RealtimeError(
-        f"Invalid type for '{param}': expected {expected}, but got {got} instead.",
-        "invalid_type",
-        param,
-    )
 
 
 def _object(value, param: str) -> dict:
@@ -169,6 +141,53 @@ def _speed(value, param: str) -> None:
         raise RealtimeError("Only speed 1.0 is supported here.", "invalid_value", param)
 
 
+def _same_session(update: dict, model: str, models: Collection[str]) -> None:
+    """A session keeps its type and model: another model is another session."""
+    if (kind := update.get("type")) is not None and _string(kind, "session.type") != ("realtime"):
+        raise RealtimeError(
+            f"Invalid value: '{kind}'. Only 'realtime' sessions are served here.",
+            "invalid_value",
+            "session.type",
+        )
+    if (asked := update.get("model")) is not None and _string(asked, "session.model") not in models:
+        raise RealtimeError(
+            f"The session's model is `{model}`; open a new session to use `{asked}`.",
+            "invalid_value",
+            "session.model",
+        )
+
+
+def _reply_fields(update: dict, fields: dict) -> None:
+    """Apply to `fields` what shapes the replies: instructions, modalities, token limit."""
+    if (instructions := update.get("instructions")) is not None:
+        fields["instructions"] = _string(instructions, "session.instructions")
+    modalities, name = _first(update, "output_modalities", "modalities")
+    if modalities is not None:
+        if not isinstance(modalities, list) or modalities not in MODALITIES:
+            raise RealtimeError(
+                "`output_modalities` must be ['audio'] or ['text'].",
+                "invalid_value",
+                f"session.{name}",
+            )
+        fields["output_modalities"] = ["text"] if modalities == ["text"] else ["audio"]
+    limit, name = _first(update, "max_output_tokens", "max_response_output_tokens")
+    if name is not None:
+        fields["max_output_tokens"] = output_token_limit(limit, f"session.{name}")
+
+
+def _without_effect(update: dict) -> None:
+    """Check the fields we accept but do not act on; refuse tools and stored prompts."""
+    for field_name, (types, expected) in _PLATFORM_ONLY.items():
+        if field_name in update and not isinstance(update[field_name], types):
+            raise invalid_type(f"session.{field_name}", expected, update[field_name])
+    if (tools := update.get("tools")) is not None:
+        if not isinstance(tools, list):
+            raise invalid_type("session.tools", "an array", tools)
+        if tools:
+            raise RealtimeError("Tools are not supported here.", "invalid_value", "session.tools")
+    _unsupported(update.get("prompt"), "session.prompt", "A stored prompt")
+
+
 @dataclass
 class Session:
     """The session a socket runs: what `session.created` / `session.updated` show."""
@@ -176,55 +195,45 @@ class Session:
     fields: dict
     temperature: float = 0.8  # OpenAI's realtime default
 
+    @classmethod
+    def opened(cls, model: str) -> "Session":
+        """A new socket's session: push-to-talk pcm16 in, spoken pcm16 out."""
+        return cls(
+            {
+                "type": "realtime",
+                "object": "realtime.session",
+                "id": new_id("sess"),
+                "model": model,
+                "output_modalities": ["audio"],
+                "instructions": "",
+                "max_output_tokens": "inf",
+                "audio": {
+                    "input": {"format": PCM_FORMAT, "turn_detection": None},
+                    "output": {"format": PCM_FORMAT, "voice": DEFAULT_VOICE, "speed": 1.0},
+                },
+            }
+        )
+
+    def response_limit(self, options) -> int | str:
+        """The max_output_tokens of a response.create: its own, or the session's."""
+        options = options or {}
+        if not isinstance(options, dict):
+            raise RealtimeError("`response` must be an object.", "invalid_type", "response")
+        if "max_output_tokens" in options:
+            return output_token_limit(options["max_output_tokens"], "response.max_output_tokens")
+        return self.fields["max_output_tokens"]
+
     def updated(self, update, models: Collection[str], voices: Collection[str]) -> "Session":
         """A new Session with `update` applied, or a RealtimeError (this one unchanged)."""
         update = _object(update, "session")
         _only_known(update, _TOP_LEVEL, "session")
         fields = copy.deepcopy(self.fields)
+        _same_session(update, fields["model"], models)
+        _reply_fields(update, fields)
         temperature = self.temperature
-        if (kind := update.get("type")) is not None and _string(kind, "session.type") != (
-            "realtime"
-        ):
-            raise RealtimeError(
-                f"Invalid value: '{kind}'. Only 'realtime' sessions are served here.",
-                "invalid_value",
-                "session.type",
-            )
-        if (model := update.get("model")) is not None and _string(
-            model, "session.model"
-        ) not in models:
-            raise RealtimeError(
-                f"The session's model is `{fields['model']}`; open a new session to use `{model}`.",
-                "invalid_value",
-                "session.model",
-            )
-        if (instructions := update.get("instructions")) is not None:
-            fields["instructions"] = _string(instructions, "session.instructions")
-        modalities, name = _first(update, "output_modalities", "modalities")
-        if modalities is not None:
-            if not isinstance(modalities, list) or modalities not in MODALITIES:
-                raise RealtimeError(
-                    "`output_modalities` must be ['audio'] or ['text'].",
-                    "invalid_value",
-                    f"session.{name}",
-                )
-            fields["output_modalities"] = ["text"] if modalities == ["text"] else ["audio"]
-        limit, name = _first(update, "max_output_tokens", "max_response_output_tokens")
-        if name is not None:
-            fields["max_output_tokens"] = output_token_limit(limit, f"session.{name}")
         if (value := update.get("temperature")) is not None:
             temperature = _number(value, "session.temperature", 0, 2)
-        for field_name, (types, expected) in _PLATFORM_ONLY.items():
-            if field_name in update and not isinstance(update[field_name], types):
-                raise invalid_type(f"session.{field_name}", expected, update[field_name])
-        if (tools := update.get("tools")) is not None:
-            if not isinstance(tools, list):
-                raise invalid_type("session.tools", "an array", tools)
-            if tools:
-                raise RealtimeError(
-                    "Tools are not supported here.", "invalid_value", "session.tools"
-                )
-        _unsupported(update.get("prompt"), "session.prompt", "A stored prompt")
+        _without_effect(update)
         audio = _optional_object(update.get("audio"), "session.audio")
         _only_known(audio, ("input", "output"), "session.audio")
         self._input(audio, update)
