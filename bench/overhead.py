@@ -13,9 +13,10 @@ gateway running alone beside the stub while it is measured:
 - streaming passthrough: the stub sends its speech body in 10 chunks 100 ms apart; time to
   the first body byte, direct and through each gateway.
 
-Peers are installed outside the repository (see DESIGN.md): LiteLLM in
-/work/peers/litellm-venv (`litellm[proxy]==1.100.5`), Portkey in /work/peers/portkey
-(`@portkey-ai/gateway@1.15.2`). A peer that is missing is skipped and said so.
+Peers are installed outside the repository, under AROUTER_PEERS_DIR (/work/peers): LiteLLM
+in litellm-venv (`pip install 'litellm[proxy]==1.100.5'` in its own venv), Portkey in
+portkey (`npm install @portkey-ai/gateway@1.15.2`). A peer that is missing is skipped and
+said so.
 
     .venv/bin/python bench/overhead.py [--requests 2000] [--only arouter]
 """

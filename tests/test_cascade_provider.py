@@ -1,63 +1,31 @@
-"""CascadeProvider: sentence cutting, the audio token rule, and speaking while writing."""
+"""CascadeProvider: hearing every input format, and speaking while the model writes.
+
+How a reply is cut into sentences is tests/test_sentences.py's.
+"""
 
 import pytest
 
 from gateway.catalog import catalog
 from gateway.providers import provider_for
 from gateway.providers.base import ChatJob, ChatReply, ChatTurn, Spoken
-from gateway.providers.cascade import SentenceSplitter, prompt_observers
-
-
-def cut(text: str) -> list[str]:
-    splitter = SentenceSplitter()
-    pieces = []
-    for word in text.split(" "):
-        pieces += splitter.feed(word + " ")
-    return pieces + splitter.flush()
-
-
-def test_first_piece_may_end_at_a_clause_then_whole_sentences():
-    pieces = cut("Well, I think that the answer, if there is one, is Paris. It is big! And old")
-    assert pieces == [
-        "Well, I think that the answer, ",
-        "if there is one, is Paris. ",
-        "It is big! ",
-        "And old ",
-    ]
-
-
-def test_short_replies_and_line_breaks():
-    assert cut("Yes.") == ["Yes. "]
-    assert cut("") == []
-    splitter = SentenceSplitter()
-    assert splitter.feed("One\nTwo") == ["One\n"]
-    assert splitter.flush() == ["Two"]
-
-
-def test_text_without_sentence_ends_is_cut_at_clauses_before_it_grows_long():
-    text = ", ".join(str(n) for n in range(1, 200)) + ","
-    pieces = cut(text)
-    assert len(pieces) > 3
-    assert all(len(piece) <= SentenceSplitter.MAX_PIECE_CHARS for piece in pieces)
-    assert "".join(pieces).split() == text.split()
+from tests.cascade_text_model import text_model_on_fault_server
 
 
 @pytest.mark.engines
-async def test_converse_speaks_each_sentence_and_ends_with_the_reply():
-    cascade = provider_for(catalog().get("local/audio-chat"))
-    seen = []
-    prompt_observers.append(seen.append)
-    try:
-        job = ChatJob(
-            messages=[ChatTurn("user", "Tell me about the sea.")],
-            max_tokens=30,
-            temperature=0.7,
-            seed=3,
-        )
+async def test_converse_speaks_each_sentence_and_ends_with_the_reply(tmp_path):
+    job = ChatJob(
+        messages=[ChatTurn("user", "Tell me about the sea.")],
+        max_tokens=30,
+        temperature=0.7,
+        seed=3,
+    )
+    with text_model_on_fault_server(tmp_path) as asked:
+        cascade = provider_for(catalog().get("local/audio-chat"))
         events = [event async for event in cascade.converse(job, "alloy")]
-    finally:
-        prompt_observers.remove(seen.append)
-    assert seen == [job]
+        (sent,) = asked()
+    # The text model was asked the job itself, once.
+    assert sent["messages"] == [{"role": "user", "content": "Tell me about the sea."}]
+    assert (sent["max_tokens"], sent["temperature"], sent["seed"]) == (30, 0.7, 3)
     *body, reply = events
     assert isinstance(reply, ChatReply)
     text = "".join(e for e in body if isinstance(e, str))

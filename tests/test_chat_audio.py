@@ -3,7 +3,9 @@
 `openai/gpt-5.4-audio-preview` routes to `local/audio-chat`: Whisper hears, Gemma 3 270M
 (a tiny BASE model whose replies are not meaningful) answers, Piper speaks. The tests
 therefore check the plumbing: the spoken question reached the text model as text, the
-returned audio says what its transcript says, usage and the ledger add up.
+returned audio says what its transcript says, usage and the ledger add up. Tests that read
+what the text model was asked put it on the fault server (tests/cascade_text_model.py),
+which records each request it is sent.
 """
 
 import base64
@@ -19,7 +21,7 @@ from gateway.audio.encode import wav_file
 from gateway.catalog import catalog
 from gateway.providers import provider_for
 from gateway.providers.base import AudioUpload, TranscriptionJob
-from gateway.providers.cascade import prompt_observers
+from tests.cascade_text_model import FAULT_REPLY, text_model_on_fault_server
 from tests.chat_speech import heard_error_rate, speak, word_error_rate
 from usage.models import UsageRecord
 
@@ -52,12 +54,16 @@ def decoded_seconds(audio: bytes) -> float:
 
 
 @pytest.fixture
-def prompts():
-    """Every conversation the cascade hands its text model during the test."""
-    seen = []
-    prompt_observers.append(seen.append)
-    yield seen
-    prompt_observers.remove(seen.append)
+def prompts(tmp_path):
+    """The cascade's text model on the fault server: every chat body it is sent, in order."""
+    with text_model_on_fault_server(tmp_path) as asked:
+        yield asked
+
+
+def last_user_text(body: dict) -> str:
+    turn = body["messages"][-1]
+    assert turn["role"] == "user"
+    return turn["content"]
 
 
 @pytest.fixture(scope="module")
@@ -90,9 +96,8 @@ def test_spec_input_audio_question(openai_client, question_wav, prompts, live_ke
     assert isinstance(response.choices[0].message.content, str)
     assert response.choices[0].message.audio is None
     # The spoken question reached the text model as its transcript.
-    (job,) = prompts
-    assert job.messages[-1].role == "user"
-    assert word_error_rate(QUESTION, job.messages[-1].text) <= MAX_WER
+    (body,) = prompts()
+    assert word_error_rate(QUESTION, last_user_text(body)) <= MAX_WER
     usage = response.usage
     assert usage.prompt_tokens_details.audio_tokens > 0
     assert usage.prompt_tokens_details.cached_tokens == 0
@@ -147,7 +152,9 @@ def test_spec_audio_output_request_mp3(openai_client, live_key):
 
 
 def test_streamed_audio_pcm16_through_create_stream(openai_client, prompts):
-    # The spec's streaming example, with create(stream=True): see DESIGN.md on `.stream()`.
+    # The spec's streaming example, with create(stream=True): the SDK's
+    # `chat.completions.stream()` helper yields events (a ChunkEvent has `.chunk`, not
+    # `.choices`), so streamed audio is read from `delta.audio` of created chunks.
     stream = openai_client.chat.completions.create(
         model="openai/gpt-5.4-audio-preview",
         modalities=["text", "audio"],
@@ -192,7 +199,7 @@ def test_streamed_audio_pcm16_through_create_stream(openai_client, prompts):
     heard = transcribe(wav_file(samples), "reply.wav")
     assert heard_error_rate(transcript, heard) <= MAX_HEARD_ERROR, (transcript, heard)
     assert usage.completion_tokens_details.audio_tokens > 0
-    assert len(prompts) == 1
+    assert len(prompts()) == 1
 
 
 def test_undecodable_audio_is_a_400_naming_the_part(openai_client):
@@ -241,7 +248,7 @@ def test_mp3_question_and_wav_reply(openai_client, prompts):
             },
         ],
         max_completion_tokens=12,
-        temperature=0,  # a greedy, repeatable reply: its words are what Whisper must hear
+        temperature=0,
     )
     reply = response.choices[0].message.audio
     audio = base64.b64decode(reply.data)
@@ -251,9 +258,9 @@ def test_mp3_question_and_wav_reply(openai_client, prompts):
         assert clip.getnframes() == (len(audio) - 44) // 2  # exact sizes in the header
     heard = transcribe(audio, "reply.wav")
     assert heard_error_rate(reply.transcript, heard) <= MAX_HEARD_ERROR, (reply.transcript, heard)
-    (job,) = prompts
-    assert [turn.role for turn in job.messages] == ["system", "user"]
-    assert word_error_rate(QUESTION, job.messages[1].text) <= MAX_WER
+    (body,) = prompts()
+    assert [turn["role"] for turn in body["messages"]] == ["system", "user"]
+    assert word_error_rate(QUESTION, last_user_text(body)) <= MAX_WER
 
 
 def test_spec_js_snippet_under_node(run_js_snippet, tmp_path, prompts):
@@ -262,69 +269,45 @@ def test_spec_js_snippet_under_node(run_js_snippet, tmp_path, prompts):
     assert run.returncode == 0, run.stderr
     usage = json.loads(run.stderr.strip().splitlines()[-1])
     assert usage["prompt_tokens_details"]["audio_tokens"] > 0
-    (job,) = prompts
-    assert word_error_rate(QUESTION, job.messages[-1].text) <= MAX_WER
+    (body,) = prompts()
+    assert word_error_rate(QUESTION, last_user_text(body)) <= MAX_WER
 
 
 # --- the cascade's text model on an upstream ---------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def peer(tmp_path_factory):
-    from tests.peer_arouter import PeerARouter
-
-    server = PeerARouter(tmp_path_factory.mktemp("peer-arouter")).start()
-    yield server
-    server.stop()
-
-
-def test_cascade_with_an_upstream_text_model(openai_client, peer, tmp_path, monkeypatch, prompts):
+def test_cascade_with_an_upstream_text_model(openai_client, prompts, live_key):
     """Whisper and Piper here; the words come from another OpenAI-compatible server."""
-    from django.conf import settings
-
-    from tests.upstream_helpers import catalog_from, model_table, upstream_table
-
-    monkeypatch.setenv("ARCHAT_PEER_KEY", peer.key)
-    text = settings.AROUTER_CATALOG.read_text() + "\n"
-    text += upstream_table("peer", peer.url, "ARCHAT_PEER_KEY")
-    text += model_table("peer/chat", "chat", "peer", "local/gemma-3-270m")
-    text += (
-        '[models."peer/audio-chat"]\nkind = "chat"\nprovider = "cascade"\n'
-        'target = "peer/chat"\ninput_modalities = ["text", "audio"]\n'
-        'output_modalities = ["text", "audio"]\n'
-        "price = { per_million_audio_input_tokens = 40, per_million_audio_output_tokens = 80 }\n"
-        'options = { transcriber = "local/whisper-base", synthesizer = "local/piper", '
-        "audio_tokens_per_second = 10 }\n"
+    response = openai_client.chat.completions.create(
+        model="local/audio-chat",
+        modalities=["text", "audio"],
+        audio={"voice": "nova", "format": "wav"},
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "input_audio",
+                        "input_audio": {
+                            "data": base64.b64encode(wav_file(speak(QUESTION))).decode(),
+                            "format": "wav",
+                        },
+                    }
+                ],
+            }
+        ],
+        max_completion_tokens=16,
     )
-    with catalog_from(tmp_path / "catalog.toml", text):
-        response = openai_client.chat.completions.create(
-            model="peer/audio-chat",
-            modalities=["text", "audio"],
-            audio={"voice": "nova", "format": "wav"},
-            messages=[
-                {
-                    "role": "user",
-                    "content": [
-                        {
-                            "type": "input_audio",
-                            "input_audio": {
-                                "data": base64.b64encode(wav_file(speak(QUESTION))).decode(),
-                                "format": "wav",
-                            },
-                        }
-                    ],
-                }
-            ],
-            max_completion_tokens=16,
-        )
-    (job,) = prompts
-    assert word_error_rate(QUESTION, job.messages[-1].text) <= MAX_WER
+    (body,) = prompts()
+    assert body["model"] == "up-chat"  # the upstream's own name for its model
+    assert word_error_rate(QUESTION, last_user_text(body)) <= MAX_WER
     audio = response.choices[0].message.audio
-    assert audio.transcript.strip()
+    assert audio.transcript.strip() == FAULT_REPLY
     assert base64.b64decode(audio.data)[:4] == b"RIFF"
     assert response.usage.prompt_tokens_details.audio_tokens > 0
     assert response.usage.completion_tokens_details.audio_tokens > 0
-    record = UsageRecord.objects.get(model="peer/audio-chat")
+    record = UsageRecord.objects.get(api_key=live_key.api_key)
+    assert record.model == "local/audio-chat"
     assert record.cost > 0
 
 
@@ -369,6 +352,15 @@ def test_client_leaving_mid_stream_is_billed_once_for_what_was_made(arouter_serv
     assert record.audio_tokens_out > 0
     assert record.text_tokens_out < 200
     assert record.cost > 0
+
+
+@pytest.fixture(scope="module")
+def peer(tmp_path_factory):
+    from tests.peer_arouter import PeerARouter
+
+    server = PeerARouter(tmp_path_factory.mktemp("peer-arouter")).start()
+    yield server
+    server.stop()
 
 
 def test_upstream_audio_model_gets_the_body_whole(openai_client, peer, tmp_path, monkeypatch):

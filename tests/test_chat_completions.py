@@ -304,11 +304,10 @@ async def test_text_stream_chunks_then_usage_then_done(api_key):
     assert content.strip()
 
 
-@pytest.mark.engines
 @pytest.mark.django_db(transaction=True)
-async def test_stored_audio_reply_resolves_only_for_its_team(api_key, outsider_key):
+async def test_stored_audio_reply_resolves_only_for_its_team(api_key, outsider_key, tmp_path):
     from gateway.chat import replies
-    from gateway.providers.cascade import prompt_observers
+    from tests.cascade_text_model import text_model_on_fault_server
 
     audio_id = replies.new_audio_id()
     await replies.remember(
@@ -323,26 +322,22 @@ async def test_stored_audio_reply_resolves_only_for_its_team(api_key, outsider_k
         ],
         "max_completion_tokens": 1,
     }
-    seen = []
-    prompt_observers.append(seen.append)
-    try:
+    with text_model_on_fault_server(tmp_path) as asked:
         ok = await AsyncClient().post(
             URL,
             data=json.dumps(body),
             content_type="application/json",
             headers={"Authorization": f"Bearer {api_key.raw}"},
         )
-    finally:
-        prompt_observers.remove(seen.append)
-    assert ok.status_code == 200, ok.content
-    assert seen[0].messages[1].role == "assistant"
-    assert seen[0].messages[1].text == "Paris is the capital."
-    foreign = await AsyncClient().post(
-        URL,
-        data=json.dumps(body),
-        content_type="application/json",
-        headers={"Authorization": f"Bearer {outsider_key.raw}"},
-    )
+        assert ok.status_code == 200, ok.content
+        (sent,) = asked()
+        assert sent["messages"][1] == {"role": "assistant", "content": "Paris is the capital."}
+        foreign = await AsyncClient().post(
+            URL,
+            data=json.dumps(body),
+            content_type="application/json",
+            headers={"Authorization": f"Bearer {outsider_key.raw}"},
+        )
     assert_error(foreign, 400, "messages[1].audio.id")
 
 

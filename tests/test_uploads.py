@@ -72,7 +72,8 @@ def test_a_spilled_upload_is_decoded_from_its_file_not_read_into_memory(rf, spil
     assert upload.content == b""  # no copy in memory...
     assert upload.path == str(SPILLED[0])  # ...the temporary file is the upload
     assert upload.size == len(audio)
-    assert upload.read() == audio  # bytes only for whoever needs them (an upstream)
+    with upload.opened() as file:  # streamed to whoever needs the bytes (an upstream)
+        assert file.read() == audio
     assert abs(decode_audio(upload.source).duration - 62.0) < 0.01
 
 

@@ -466,3 +466,85 @@ def test_cooldown_ends_after_its_time():
     assert not health.is_cooling()
     health.failed()
     assert not health.is_cooling()  # the count starts again after a cooldown
+
+
+# --- uploads on the wire --------------------------------------------------------------------
+
+
+def spilled(tmp_path, audio: bytes, filename: str) -> AudioUpload:
+    """An upload as Django leaves a large one: in its temporary file, not in memory."""
+    path = tmp_path / "upload.tmp"
+    path.write_bytes(audio)
+    return AudioUpload(filename=filename, content_type="audio/wav", path=str(path))
+
+
+async def test_a_spilled_upload_is_sent_whole_and_again_on_a_retry(fault_models, tmp_path):
+    audio = tone_wav(2.0)
+    job = TranscriptionJob(spilled(tmp_path, audio, "clip.wav"))
+    transcript = await provider("fail-once/stt").transcribe(job)
+    assert transcript.text == "w0 w1"
+    first, retry = fault_models.seen("fail-once")
+    assert (first.file_name, first.file_size) == ("clip.wav", len(audio))
+    assert (retry.file_name, retry.file_size) == ("clip.wav", len(audio))
+
+
+async def test_a_filename_with_quotes_cannot_break_out_of_its_header(fault_models):
+    upload = AudioUpload(tone_wav(1.0), 'evil"; name="model.wav', "")
+    await provider("ok/stt").transcribe(TranscriptionJob(upload))
+    seen = fault_models.seen("ok")[0]
+    assert seen.form["model"] == ["up-whisper"]
+    assert seen.file_name == "evil%22; name=%22model.wav"
+    assert seen.file_size == len(upload.content)
+
+
+# --- capabilities behind a fallback chain ---------------------------------------------------
+
+
+def capabilities(provider_: object) -> set[str]:
+    from gateway.providers.base import (
+        ChatModel,
+        ChatRelay,
+        Preloadable,
+        Synthesizer,
+        Transcriber,
+        VoiceChat,
+    )
+
+    declared = (Transcriber, Synthesizer, ChatModel, ChatRelay, VoiceChat, Preloadable)
+    return {c.__name__ for c in declared if isinstance(provider_, c)}
+
+
+FALLBACK_ENGINES = """
+[models."fallback/audio-chat"]
+kind = "chat"
+provider = "cascade"
+target = "ok/chat"
+fallbacks = ["ok/chat"]
+options = { transcriber = "ok/stt", synthesizer = "ok/speech" }
+
+[models."fallback/piper"]
+kind = "speech"
+provider = "piper"
+target = "packaged:en_US-joe-medium"
+fallbacks = ["ok/speech"]
+"""
+
+
+async def test_a_fallback_chain_has_exactly_the_capabilities_of_its_model(
+    fault_server, tmp_path, monkeypatch
+):
+    monkeypatch.setenv(KEY_ENV, fault_server.api_key)
+    fault_server.reset()
+    text = fault_catalog(fault_server) + FALLBACK_ENGINES
+    with catalog_from(tmp_path / "catalog.toml", text):
+        cascade, upstream = provider("fallback/audio-chat"), provider("fallback/chat")
+        piper = provider("fallback/piper")
+        assert capabilities(cascade) == {"ChatModel", "VoiceChat"}
+        assert capabilities(upstream) == {"Transcriber", "Synthesizer", "ChatModel", "ChatRelay"}
+        assert capabilities(piper) == {"Synthesizer", "Preloadable"}
+        for wrapped in (cascade, upstream, piper):
+            assert capabilities(wrapped) == capabilities(wrapped.primary)
+        # Audio chat through the chain is the cascade's own: it hears with its transcriber.
+        assert "nova" in cascade.voices()
+        heard = await cascade.hear(tone_wav(2.0), "wav", "messages[0].content[0]")
+        assert (heard.text, heard.seconds) == ("w0 w1", pytest.approx(2.0))

@@ -16,7 +16,6 @@ from gateway.audio.encode import wav_file
 
 RATE = 16_000
 BYTES_PER_SECOND = RATE * 2  # 16-bit mono WAV
-WAV_HEADER_BYTES = 44
 
 # PyAV container names that mean a format an upstream's `accepted_formats` may list.
 _CONTAINER_FORMATS = {
@@ -32,23 +31,28 @@ _CONTAINER_FORMATS = {
 CONTENT_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "mp3": "audio/mpeg"}
 
 
-def format_of(filename: str, content: bytes) -> str:
+def _opened(source: bytes | str) -> av.container.InputContainer:
+    """An audio file's container: `source` is its bytes, or the path of the file."""
+    return av.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+
+
+def format_of(filename: str, source: bytes | str) -> str:
     """The upload's format: its file extension, else what FFmpeg detects."""
     suffix = PurePath(filename).suffix.lower().lstrip(".")
     if suffix:
         return {"mpeg": "mp3", "mpga": "mp3", "oga": "ogg", "opus": "ogg"}.get(suffix, suffix)
     try:
-        with av.open(io.BytesIO(content)) as container:
+        with _opened(source) as container:
             return _CONTAINER_FORMATS.get(container.format.name, container.format.name)
     except av.FFmpegError:
         return ""
 
 
-def decode_mono16k(content: bytes) -> np.ndarray:
-    """Any audio file's first audio stream as 16 kHz mono int16 samples."""
+def decode_mono16k(source: bytes | str) -> np.ndarray:
+    """Any audio file's first audio stream (its bytes or path) as 16 kHz mono int16 samples."""
     chunks: list[np.ndarray] = []
     try:
-        with av.open(io.BytesIO(content)) as container:
+        with _opened(source) as container:
             if not container.streams.audio:
                 raise invalid_param("The file contains no audio.", param="file")
             resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
@@ -64,9 +68,9 @@ def decode_mono16k(content: bytes) -> np.ndarray:
     return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
 
 
-def duration_of(content: bytes) -> float:
-    """Seconds of audio in a file, by decoding it (container headers can lie)."""
-    return len(decode_mono16k(content)) / RATE
+def duration_of(source: bytes | str) -> float:
+    """Seconds of audio in a file (its bytes or path), by decoding it (headers can lie)."""
+    return len(decode_mono16k(source)) / RATE
 
 
 def _pyav_bytes(samples: np.ndarray, container_format: str, codec: str) -> bytes:
@@ -91,8 +95,3 @@ def encode(samples: np.ndarray, accepted: tuple[str, ...]) -> tuple[bytes, str]:
     if "flac" in accepted:
         return _pyav_bytes(samples, "flac", "flac"), "flac"
     return _pyav_bytes(samples, "mp3", "libmp3lame"), "mp3"
-
-
-def encoded_size(seconds: float, fmt: str) -> int:
-    """An upper bound for `seconds` of 16 kHz mono audio in `fmt` (plans chunk lengths)."""
-    return int(seconds * BYTES_PER_SECOND) + WAV_HEADER_BYTES + 4096

@@ -36,9 +36,9 @@ def provider_for(entry: ModelEntry):
                 base = catalog().models[entry.route_id]
                 instance = import_string(PROVIDERS[base.provider])(base)
                 if base.fallbacks:
-                    from gateway.providers.fallback import FallbackProvider
+                    from gateway.providers.fallback import with_fallbacks
 
-                    instance = FallbackProvider(base, instance)
+                    instance = with_fallbacks(base, instance)
                 _instances[entry.route_id] = instance
     return instance
 

@@ -4,11 +4,11 @@ Views speak only these interfaces; local engines and upstream services both impl
 them, so routing a model elsewhere is a catalog change, not a code change.
 """
 
+import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, BinaryIO, Literal, Protocol, runtime_checkable
 
 # --- speech to text ---------------------------------------------------------------------
 
@@ -18,8 +18,7 @@ class AudioUpload:
     """Audio as the client sent it, with the name it gave it.
 
     Small uploads are bytes in memory. A large one stays in the temporary file Django
-    spilled it to (`path`): decoders open the file, and only code that must have the
-    bytes (an upstream request) reads them.
+    spilled it to (`path`): decoders open the file, and an upstream request streams it.
     """
 
     content: bytes = b""
@@ -36,8 +35,14 @@ class AudioUpload:
         """What a decoder opens: the file's path, or the bytes."""
         return self.path or self.content
 
-    def read(self) -> bytes:
-        return Path(self.path).read_bytes() if self.path else self.content
+    @contextlib.contextmanager
+    def opened(self) -> Iterator[bytes | BinaryIO]:
+        """What an HTTP client sends: the bytes, or the spilled file open for streaming."""
+        if self.path is None:
+            yield self.content
+            return
+        with open(self.path, "rb") as file:
+            yield file
 
 
 @dataclass(frozen=True)
@@ -215,8 +220,23 @@ class VoiceChat(Protocol):
         ...
 
 
-CAPABILITIES: dict[str, type] = {
-    "transcription": Transcriber,
-    "speech": Synthesizer,
-    "chat": ChatModel,
-}
+# --- how a provider is run ----------------------------------------------------------------
+
+
+@runtime_checkable
+class Preloadable(Protocol):
+    """A local engine whose weights can be loaded before its first request (AROUTER_PRELOAD)."""
+
+    def preload(self) -> None: ...
+
+
+@runtime_checkable
+class LogsOwnAttempts(Protocol):
+    """A provider that adds each of its tries to the request's attempt log itself.
+
+    An upstream logs every HTTP try (retries and cooldown skips included) under `label`,
+    "upstream:NAME"; a fallback chain logs one outcome only for providers that do not.
+    """
+
+    @property
+    def label(self) -> str: ...

@@ -13,11 +13,10 @@ before the text is finished.
 
 import asyncio
 import contextlib
-import logging
-import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 from core.errors import OpenAIError, invalid_param
+from gateway.audio.sentences import Piece, SentenceSplitter
 from gateway.catalog import ModelEntry, catalog
 from gateway.providers.base import (
     AudioUpload,
@@ -32,68 +31,6 @@ from gateway.providers.base import (
     Transcriber,
     TranscriptionJob,
 )
-
-logger = logging.getLogger(__name__)
-
-# Called with each ChatJob the cascade hands to its text model, so tests can check what
-# the model was asked (the transcript of a spoken question). A failing observer is logged.
-prompt_observers: list[Callable[[ChatJob], None]] = []
-
-# A sentence ends at . ! ? … (closing quotes/brackets allowed) followed by whitespace.
-_SENTENCE_END = re.compile(r"[.!?…][\"')\]]*\s+|\n+")
-_CLAUSE_END = re.compile(r"[,;:—]\s+")
-_SPACE = re.compile(r"\s+")
-
-
-class SentenceSplitter:
-    """Cuts a growing text into complete sentences as deltas arrive.
-
-    The first piece decides the time to first audio, so it may end at a clause (a comma,
-    semicolon or colon) once it is long enough to sound natural on its own.
-    """
-
-    FIRST_CLAUSE_CHARS = 16
-    MAX_PIECE_CHARS = 200  # bounds the wait for audio when the text has no sentence ends
-
-    def __init__(self) -> None:
-        self._buffer = ""
-        self._started = False
-
-    def feed(self, delta: str) -> list[str]:
-        self._buffer += delta
-        sentences = []
-        while True:
-            match = _SENTENCE_END.search(self._buffer)
-            if match is None and not self._started:
-                match = next(
-                    (
-                        m
-                        for m in _CLAUSE_END.finditer(self._buffer)
-                        if m.start() >= self.FIRST_CLAUSE_CHARS
-                    ),
-                    None,
-                )
-            if match is None and len(self._buffer) > self.MAX_PIECE_CHARS:
-                match = self._overlong_cut()
-            if match is None:
-                return sentences
-            piece, self._buffer = self._buffer[: match.end()], self._buffer[match.end() :]
-            if piece.strip():
-                sentences.append(piece)
-                self._started = True
-
-    def _overlong_cut(self) -> re.Match | None:
-        """Text with no sentence end for too long: cut at its last clause, else word, break."""
-        head = self._buffer[: self.MAX_PIECE_CHARS]
-        for pattern in (_CLAUSE_END, _SPACE):
-            cuts = list(pattern.finditer(head))
-            if cuts:
-                return cuts[-1]
-        return None
-
-    def flush(self) -> list[str]:
-        rest, self._buffer = self._buffer, ""
-        return [rest] if rest.strip() else []
 
 
 class CascadeProvider:
@@ -148,19 +85,10 @@ class CascadeProvider:
 
     # --- ChatModel: text only, delegated to the text model ----------------------------
 
-    def _observe(self, job: ChatJob) -> None:
-        for observer in prompt_observers:
-            try:
-                observer(job)
-            except Exception:
-                logger.exception("prompt observer failed")
-
     async def complete(self, job: ChatJob) -> ChatReply:
-        self._observe(job)
         return await self.text_model().complete(job)
 
     async def stream(self, job: ChatJob) -> AsyncIterator[str | ChatReply]:
-        self._observe(job)
         async for item in self.text_model().stream(job):
             yield item
 
@@ -182,7 +110,7 @@ class CascadeProvider:
         earlier sentences are being spoken.
         """
         events: asyncio.Queue = asyncio.Queue()
-        sentences: asyncio.Queue[str | None] = asyncio.Queue()
+        sentences: asyncio.Queue[Piece | None] = asyncio.Queue()
         done = object()
 
         async def write() -> None:
@@ -202,8 +130,9 @@ class CascadeProvider:
 
         async def say() -> None:
             while (sentence := await sentences.get()) is not None:
-                pcm = await self.speak(sentence.strip(), voice)
-                await events.put(Spoken(pcm=pcm, transcript=sentence))
+                pcm = await self.speak(sentence.text, voice)
+                # The transcript keeps the spaces between sentences: joined, it is the text.
+                await events.put(Spoken(pcm=pcm, transcript=sentence.covers))
 
         async def run() -> None:
             try:

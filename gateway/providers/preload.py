@@ -11,10 +11,12 @@ import threading
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from gateway.providers.base import Preloadable
+
 logger = logging.getLogger(__name__)
 
 
-def preload_providers(model_ids: list[str]) -> list[object]:
+def preload_providers(model_ids: list[str]) -> list[Preloadable]:
     """The providers that will be preloaded for `model_ids` (validated, not yet loaded)."""
     from gateway.catalog import catalog
     from gateway.providers import provider_for
@@ -25,14 +27,14 @@ def preload_providers(model_ids: list[str]) -> list[object]:
         if entry is None:
             raise ImproperlyConfigured(f"AROUTER_PRELOAD names {model_id!r}, not in the catalog")
         provider = provider_for(entry)
-        if hasattr(provider, "preload"):
+        if isinstance(provider, Preloadable):
             providers.append(provider)
         else:
             logger.info("AROUTER_PRELOAD: %s has nothing to preload", model_id)
     return providers
 
 
-def _load_all(providers: list[object]) -> None:
+def _load_all(providers: list[Preloadable]) -> None:
     for provider in providers:
         try:
             provider.preload()

@@ -28,7 +28,6 @@ from httpx_sse import EventSource
 from core.errors import OpenAIError
 from gateway.audio import chunking, transcode
 from gateway.catalog import ModelEntry, catalog
-from gateway.providers import multipart
 from gateway.providers.base import (
     AudioUpload,
     ChatJob,
@@ -112,15 +111,12 @@ class UpstreamProvider:
     async def transcribe(self, job: TranscriptionJob) -> Transcript:
         options = self.client.options
         upload = job.upload
-        content = await asyncio.to_thread(upload.read)  # the upstream needs the bytes
-        fmt = transcode.format_of(upload.filename, content)
+        fmt = await asyncio.to_thread(transcode.format_of, upload.filename, upload.source)
         refuses_format = bool(options.accepted_formats) and fmt not in options.accepted_formats
-        too_large = len(content) > options.max_upload_bytes
+        too_large = upload.size > options.max_upload_bytes
         if not (refuses_format or too_large):
-            return await self._transcribe_file(
-                job, AudioUpload(content, upload.filename, upload.content_type)
-            )
-        samples = await asyncio.to_thread(transcode.decode_mono16k, content)
+            return await self._transcribe_file(job, upload)
+        samples = await asyncio.to_thread(transcode.decode_mono16k, upload.source)
         duration = len(samples) / transcode.RATE
         max_seconds = (options.max_upload_bytes * 0.95 - 8192) / transcode.BYTES_PER_SECOND
         cuts = chunking.plan_cuts(samples, transcode.RATE, max_seconds)
@@ -152,10 +148,13 @@ class UpstreamProvider:
                 data["language"] = job.language
             if job.word_timestamps and self.transcript_format == "verbose_json":
                 data["timestamp_granularities[]"] = ["segment", "word"]
-        content, content_type = multipart.encode(data, upload)
-        body = await self.client.json(
-            "POST", path, content=content, headers={"content-type": content_type}
-        )
+        # httpx's own encoder: it streams a spilled upload from its file in 64 KB reads
+        # (re-read from the start on a retry), never a copy in memory. A hand-joined body
+        # was about a millisecond faster at 277 KB and slower at 25 MB (bench/upload_encoding.py).
+        content_type = upload.content_type or "application/octet-stream"
+        with upload.opened() as file:
+            files = {"file": (upload.filename, file, content_type)}
+            body = await self.client.json("POST", path, data=data, files=files)
         return await self._transcript(body, job, upload)
 
     async def _transcript(
@@ -173,7 +172,7 @@ class UpstreamProvider:
             duration = usage.get("seconds")
         if duration is None:
             # No duration from the upstream: measure it, so the call is never billed at $0.
-            duration = await asyncio.to_thread(transcode.duration_of, upload.read())
+            duration = await asyncio.to_thread(transcode.duration_of, upload.source)
         language = str(body.get("language") or job.language or "")
         if job.task == "translate":
             language = "english"
