@@ -3,16 +3,14 @@
 import functools
 import hashlib
 import hmac
-import logging
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import models, transaction
+from django.dispatch import Signal
 from django.utils import timezone
-
-logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "lr_live_"
 # Characters of the key (after KEY_PREFIX) kept in clear to find the row to verify.
@@ -68,25 +66,9 @@ class IssuedKey:
     raw: str
 
 
-def key_group(key_id: int) -> str:
-    """The Channels group of the realtime sockets billing a key (they join it on connect)."""
-    return f"realtime-key-{key_id}"
-
-
-KEY_REVOKED = "key.revoked"  # the group message: consumers handle it in `key_revoked`
-
-
-def _announce_revoked(key_id: int) -> None:
-    from asgiref.sync import async_to_sync
-    from channels.layers import get_channel_layer
-
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    try:
-        async_to_sync(layer.group_send)(key_group(key_id), {"type": KEY_REVOKED})
-    except Exception:  # the revocation stands; open sockets see it at their next turn
-        logger.warning("could not announce the revocation of key %s", key_id, exc_info=True)
+# Sent (with `key_id`) once a key's revocation is committed: whatever holds the key open
+# (realtime sockets, in any worker) listens and lets go.
+key_revoked = Signal()
 
 
 class ApiKeyQuerySet(models.QuerySet):
@@ -158,9 +140,9 @@ class ApiKey(models.Model):
         if self.revoked_at is None:
             self.revoked_at = timezone.now()
             self.save(update_fields=["revoked_at"])
-            # Realtime sockets billing this key may live in any worker: tell them all, once
-            # the revocation is committed (their next turn would also see it in the database).
-            transaction.on_commit(functools.partial(_announce_revoked, self.pk))
+            transaction.on_commit(
+                functools.partial(key_revoked.send, sender=ApiKey, key_id=self.pk)
+            )
 
     def last_used_is_stale(self, now) -> bool:
         window = timedelta(seconds=settings.AROUTER_LAST_USED_RESOLUTION)

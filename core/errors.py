@@ -99,3 +99,14 @@ def request_too_large(
         message = f"Maximum content size limit ({limit} bytes) exceeded"
         message += f" ({read} bytes read)." if read is not None else "."
     return OpenAIError(message, status=413, param=param, code="request_too_large")
+
+
+def database_unavailable() -> OpenAIError:
+    """503: the database is restarting or unreachable; not a crash, so worth a retry."""
+    return OpenAIError(
+        "The service's database is unavailable right now. Please retry in a few seconds.",
+        status=503,
+        type=SERVER,
+        code="database_unavailable",
+        headers={"retry-after": "2"},
+    )

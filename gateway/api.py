@@ -11,9 +11,9 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.parser import Parser
 
 from accounts.auth import ApiKeyAuth
-from arouter.asgi_handler import MalformedMultipart
-from arouter.security_headers import page_headers
 from core import errors
+from core.multipart import MalformedMultipart
+from core.security_headers import page_headers
 from gateway.chat.request import load_json
 from gateway.routers import chat, models, speech, transcriptions
 
@@ -122,13 +122,7 @@ def database_unavailable(request: HttpRequest, exc: Exception) -> HttpResponse:
     # Not a crash: the database is restarting or unreachable. Connections are made afresh
     # on the next request (core.hot_path_db, the pool), so service resumes by itself.
     logger.warning("database unavailable for %s %s: %s", request.method, request.path, exc)
-    return errors.OpenAIError(
-        "The service's database is unavailable right now. Please retry in a few seconds.",
-        status=503,
-        type=errors.SERVER,
-        code="database_unavailable",
-        headers={"retry-after": "2"},
-    ).response()
+    return errors.database_unavailable().response()
 
 
 @api.exception_handler(Exception)

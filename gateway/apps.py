@@ -10,3 +10,8 @@ class GatewayConfig(AppConfig):
         from gateway.catalog import catalog
 
         catalog()
+
+        from accounts.models import key_revoked
+        from gateway.realtime.revocation import announce_revoked
+
+        key_revoked.connect(announce_revoked, dispatch_uid="gateway.realtime.revocation")

@@ -18,6 +18,7 @@ from gateway.catalog import catalog
 from gateway.pricing import COST_QUANTUM
 from tests import test_realtime as rt
 from tests.chat_speech import spoken_pcm
+from tests.test_limits import fresh_minute
 from tests.test_realtime_access import commit_silence, expect_error_then_close
 from usage.models import UsageRecord
 
@@ -72,6 +73,7 @@ async def test_heard_audio_is_billed_at_commit_once_and_not_again_by_the_respons
 
 
 async def test_the_rate_limit_is_admitted_before_whisper_hears(team):
+    fresh_minute()  # both commits in one rate window
     issued = await sync_to_async(ApiKey.issue)(team, name="one a minute", requests_per_minute=1)
     comm, _ = await rt.open_session(issued.raw)
     await commit_silence(comm)

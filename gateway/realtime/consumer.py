@@ -33,14 +33,14 @@ from urllib.parse import parse_qs
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db import InterfaceError, OperationalError
 
-from accounts.models import key_group
 from core.api_requests import new_request_id
-from core.errors import OpenAIError, invalid_api_key, server_error
+from core.errors import OpenAIError, database_unavailable, invalid_api_key, server_error
 from gateway.lifecycle import MeteredCall
 from gateway.realtime import protocol
 from gateway.realtime.audio_buffer import AudioBuffer
 from gateway.realtime.auth import authenticate, current_key
 from gateway.realtime.protocol import RealtimeError
+from gateway.realtime.revocation import key_group
 from gateway.realtime.session import Session
 from gateway.realtime.turns import Conversation, Response, voice_chat_model
 
@@ -65,7 +65,7 @@ def _error_event(exc: Exception, kind: str | None, event_id: str | None) -> dict
         return protocol.error_body(exc, event_id)
     if isinstance(exc, OperationalError | InterfaceError):
         logger.warning("database unavailable for realtime %s: %s", kind, exc)
-        return protocol.error_body(protocol.database_unavailable(), event_id)
+        return protocol.error_body(database_unavailable(), event_id)
     # A bug must cost one event, not the socket.
     logger.error("realtime event %s failed", kind, exc_info=exc)
     return protocol.error_body(server_error(), event_id)
@@ -94,7 +94,8 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         await self.send_event("session.created", session=self.session.fields)
 
     async def _join_key_group(self) -> None:
-        """Listen for ApiKey.revoke(), sent to this group from whichever worker revokes."""
+        """Listen for the key's revocation, sent to its group by whichever worker revokes
+        it (gateway.realtime.revocation)."""
         if self.channel_layer is None:
             return
         try:
@@ -140,7 +141,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         await self.close(code=POLICY_VIOLATION)
 
     async def key_revoked(self, message: dict) -> None:
-        """The Channels group message ApiKey.revoke() sends (accounts.models.KEY_REVOKED)."""
+        """The group message a revocation sends (revocation.KEY_REVOKED)."""
         await self.end_session(invalid_api_key(REVOKED), None)
 
     def _metered_call(self) -> MeteredCall:

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 
-from core.errors import SERVER, OpenAIError
+from core.errors import OpenAIError
 from gateway.chat.token_usage import ChatUsage
 from gateway.providers.base import PCM_RATE
 
@@ -120,15 +120,6 @@ def client_error_body(error: RealtimeError, event_id: str | None) -> dict:
         "param": error.param,
         "event_id": event_id,
     }
-
-
-def database_unavailable() -> OpenAIError:
-    return OpenAIError(
-        "The service's database is unavailable right now. Please retry in a few seconds.",
-        status=503,
-        type=SERVER,
-        code="database_unavailable",
-    )
 
 
 def transcription_error(exc: OpenAIError) -> dict:
