@@ -172,7 +172,7 @@ async def over_websocket(host: str, key: str, question_pcm) -> dict:
 async def bare_stages(question_wav: bytes) -> dict:
     from gateway.catalog import catalog
     from gateway.providers import provider_for
-    from gateway.providers.base import AudioUpload, ChatJob, ChatTurn, TranscriptionJob
+    from gateway.providers.base import AudioUpload, ChatJob, TextMessage, TranscriptionJob
 
     cascade = provider_for(catalog().get(MODEL))
     whisper, llama, piper = cascade.transcriber(), cascade.text_model(), cascade.synthesizer()
@@ -184,7 +184,7 @@ async def bare_stages(question_wav: bytes) -> dict:
     start = time.perf_counter()
     reply = await llama.complete(
         ChatJob(
-            messages=[ChatTurn("user", heard.text.strip())],
+            messages=[TextMessage("user", heard.text.strip())],
             max_tokens=MAX_TOKENS,
             temperature=0,
             seed=SEED,

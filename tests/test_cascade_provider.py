@@ -7,14 +7,14 @@ import pytest
 
 from gateway.catalog import catalog
 from gateway.providers import provider_for
-from gateway.providers.base import ChatJob, ChatReply, ChatTurn, Spoken
+from gateway.providers.base import ChatJob, ChatReply, Spoken, TextMessage
 from tests.cascade_text_model import text_model_on_fault_server
 
 
 @pytest.mark.engines
 async def test_converse_speaks_each_sentence_and_ends_with_the_reply(tmp_path):
     job = ChatJob(
-        messages=[ChatTurn("user", "Tell me about the sea.")],
+        messages=[TextMessage("user", "Tell me about the sea.")],
         max_tokens=30,
         temperature=0.7,
         seed=3,

@@ -5,7 +5,7 @@ import pytest
 
 from gateway.catalog import catalog
 from gateway.providers import provider_for
-from gateway.providers.base import ChatJob, ChatModel, ChatReply, ChatTurn
+from gateway.providers.base import ChatJob, ChatModel, ChatReply, TextMessage
 from gateway.providers.llama import transcript_prompt
 
 pytestmark = pytest.mark.engines
@@ -19,11 +19,11 @@ def llama():
 def job(text: str = "Count: one, two, three,", **kwargs) -> ChatJob:
     kwargs.setdefault("max_tokens", 8)
     kwargs.setdefault("temperature", 0)
-    return ChatJob(messages=[ChatTurn("user", text)], **kwargs)
+    return ChatJob(messages=[TextMessage("user", text)], **kwargs)
 
 
 def test_prompt_is_a_plain_transcript_ending_with_the_assistant_turn():
-    prompt = transcript_prompt([ChatTurn("system", "Be kind."), ChatTurn("user", " Hi ")])
+    prompt = transcript_prompt([TextMessage("system", "Be kind."), TextMessage("user", " Hi ")])
     assert prompt == "System: Be kind.\nUser: Hi\nAssistant:"
 
 

@@ -19,9 +19,9 @@ from gateway.providers.base import (
     AudioUpload,
     ChatJob,
     ChatReply,
-    ChatTurn,
     SpeechJob,
     SpeechMeter,
+    TextMessage,
     TranscriptionJob,
 )
 from tests.fault_server import FaultServer
@@ -87,7 +87,7 @@ def provider(model_id: str):
 
 
 def chat_job() -> ChatJob:
-    return ChatJob(messages=[ChatTurn("user", "Say hello")], max_tokens=16)
+    return ChatJob(messages=[TextMessage("user", "Say hello")], max_tokens=16)
 
 
 def tone_wav(seconds: float, rate: int = 16000, channels: int = 1) -> bytes:

@@ -1,4 +1,4 @@
-"""A chat completion answered from a `Turn`: whole (`chat.completion`) or as SSE chunks.
+"""A chat completion answered from a `AssistantReply`: whole (`chat.completion`) or as SSE chunks.
 
 Both meter what the turn made into the request's `MeteredCall`; a stream bills before its
 `[DONE]`, so a client that checks its usage right after sees the row.
@@ -16,7 +16,7 @@ import numpy as np
 
 from gateway.audio.encode import encode_all, wav_header
 from gateway.chat import replies
-from gateway.chat.conversation import Turn
+from gateway.chat.conversation import AssistantReply
 from gateway.chat.request import ChatRequest
 from gateway.chat.token_usage import ChatUsage
 from gateway.lifecycle import MeteredCall
@@ -34,7 +34,7 @@ def encode_reply_audio(pcm: bytes, fmt: str) -> bytes:
 
 
 class Completion:
-    def __init__(self, chat: ChatRequest, turn: Turn, call: MeteredCall) -> None:
+    def __init__(self, chat: ChatRequest, turn: AssistantReply, call: MeteredCall) -> None:
         self.chat, self.turn, self.call = chat, turn, call
         self.id = f"chatcmpl-{uuid.uuid4().hex[:29]}"
         self.created = int(time.time())  # when the request started, as OpenAI reports it

@@ -1,7 +1,7 @@
 """One chat turn from validated messages to a finished reply, shared by HTTP and websocket.
 
 `prepare` turns request messages into what a text model reads (audio parts transcribed,
-stored audio replies resolved to their transcripts); `Turn` runs the model, speaking the
+stored audio replies resolved to their transcripts); `AssistantReply` runs the model, speaking the
 reply when asked, and keeps the running totals that usage and the ledger need, also when
 the client leaves half way.
 """
@@ -16,14 +16,14 @@ from gateway.chat import replies
 from gateway.chat.request import AudioInput, Message
 from gateway.chat.token_usage import ChatUsage
 from gateway.pricing import audio_tokens, audio_tokens_per_second
-from gateway.providers.base import ChatJob, ChatReply, ChatTurn, Heard, Spoken
+from gateway.providers.base import ChatJob, ChatReply, Heard, Spoken, TextMessage
 
 
 async def prepare(
     messages: list[Message], provider, team_id: int
-) -> tuple[list[ChatTurn], list[Heard]]:
+) -> tuple[list[TextMessage], list[Heard]]:
     """The conversation as text, and each audio part as heard (in order)."""
-    turns: list[ChatTurn] = []
+    turns: list[TextMessage] = []
     heard: list[Heard] = []
     for message in messages:
         texts: list[str] = []
@@ -37,13 +37,15 @@ async def prepare(
                 texts.append(result.text)
             else:
                 texts.append(part)
-        turns.append(ChatTurn(role=message.role, text=" ".join(t.strip() for t in texts if t)))
+        turns.append(TextMessage(role=message.role, text=" ".join(t.strip() for t in texts if t)))
     return turns, heard
 
 
 @dataclass
-class Turn:
-    """A reply being made: run it with `events()`, read totals from it at any point."""
+class AssistantReply:
+    """The assistant's reply being made (by the text model, spoken when asked): run it
+    with `events()`, read its totals at any point. `ChatReply` is what the text model
+    returns once it has finished writing."""
 
     entry: ModelEntry
     provider: object

@@ -134,7 +134,7 @@ PCM_RATE = 24_000  # chat and realtime audio: pcm16, 16-bit mono little-endian a
 
 
 @dataclass(frozen=True)
-class ChatTurn:
+class TextMessage:
     """One message as a text model reads it: a role and plain text (audio already heard)."""
 
     role: Literal["system", "user", "assistant"]
@@ -145,7 +145,7 @@ class ChatTurn:
 class ChatJob:
     """A validated chat completion request, reduced to what a text model needs."""
 
-    messages: list[ChatTurn]
+    messages: list[TextMessage]
     max_tokens: int
     temperature: float = 1.0
     top_p: float = 1.0

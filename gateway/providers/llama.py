@@ -22,7 +22,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from core.errors import invalid_param
 from gateway.catalog import ModelEntry
-from gateway.providers.base import ChatJob, ChatReply, ChatTurn
+from gateway.providers.base import ChatJob, ChatReply, TextMessage
 
 PACKAGED_PREFIX = "packaged:"
 SPEAKERS = {"system": "System", "user": "User", "assistant": "Assistant"}
@@ -56,7 +56,7 @@ def model_path(target: str) -> Path:
     return path
 
 
-def transcript_prompt(messages: list[ChatTurn]) -> str:
+def transcript_prompt(messages: list[TextMessage]) -> str:
     lines = [f"{SPEAKERS[turn.role]}: {turn.text.strip()}" for turn in messages]
     return "\n".join(lines) + "\nAssistant:"
 

@@ -18,12 +18,12 @@ from django.conf import settings
 
 from core.errors import OpenAIError, invalid_param, server_error
 from gateway.catalog import ModelEntry, catalog
-from gateway.chat.conversation import Turn
+from gateway.chat.conversation import AssistantReply
 from gateway.chat.token_usage import ChatUsage
 from gateway.lifecycle import MeteredCall
 from gateway.pricing import audio_tokens, audio_tokens_per_second
 from gateway.providers import provider_for
-from gateway.providers.base import ChatJob, ChatTurn, Heard, Spoken, VoiceChat
+from gateway.providers.base import ChatJob, Heard, Spoken, TextMessage, VoiceChat
 from gateway.realtime import protocol
 from gateway.realtime.audio_buffer import AudioBuffer, as_wav
 from gateway.realtime.protocol import RealtimeError, Send, new_id
@@ -56,7 +56,7 @@ class Conversation:
     entry: ModelEntry
     provider: VoiceChat
     send: Send
-    history: list[ChatTurn] = field(default_factory=list)
+    history: list[TextMessage] = field(default_factory=list)
     pending_heard: list[Heard] = field(default_factory=list)
     last_item_id: str | None = None
 
@@ -82,7 +82,7 @@ class Conversation:
         if heard is None:
             return
         self.pending_heard.append(heard)
-        self.history.append(ChatTurn(role="user", text=heard.text))
+        self.history.append(TextMessage(role="user", text=heard.text))
         item = protocol.user_item(item_id, heard.text)
         await self.send("conversation.item.created", previous_item_id=previous, item=item)
         await self.send(
@@ -131,14 +131,14 @@ class Conversation:
         response.task = asyncio.ensure_future(response.run())
         return response
 
-    def _turn(self, session: Session, max_tokens: int) -> Turn:
+    def _turn(self, session: Session, max_tokens: int) -> AssistantReply:
         fields = session.fields
         messages = list(self.history)
         if fields["instructions"]:
-            messages.insert(0, ChatTurn(role="system", text=fields["instructions"]))
+            messages.insert(0, TextMessage(role="system", text=fields["instructions"]))
         heard, self.pending_heard = self.pending_heard, []
         speaking = fields["output_modalities"] == ["audio"]
-        return Turn(
+        return AssistantReply(
             entry=self.entry,
             provider=self.provider,
             job=ChatJob(messages=messages, max_tokens=max_tokens, temperature=session.temperature),
@@ -156,7 +156,7 @@ class Response:
         conversation: Conversation,
         session: Session,
         limit: int | str,
-        turn: Turn,
+        turn: AssistantReply,
         call: MeteredCall,
     ) -> None:
         self.conversation, self.turn, self.call = conversation, turn, call
@@ -201,7 +201,7 @@ class Response:
         finally:
             usage = await self._bill()
         if self.turn.text:
-            self.conversation.history.append(ChatTurn(role="assistant", text=self.turn.text))
+            self.conversation.history.append(TextMessage(role="assistant", text=self.turn.text))
         await self._done(usage)
 
     async def _open(self) -> None:

@@ -14,7 +14,7 @@ from core.errors import OpenAIError, invalid_param
 from gateway.catalog import ModelEntry, catalog
 from gateway.chat.admission import admit_chat
 from gateway.chat.completion import Completion
-from gateway.chat.conversation import Turn, prepare
+from gateway.chat.conversation import AssistantReply, prepare
 from gateway.chat.relay import relay, relay_stream
 from gateway.chat.request import AudioInput, ChatRequest, parse_chat_request
 from gateway.lifecycle import MeteredCall
@@ -82,7 +82,7 @@ async def create_chat_completion(request: HttpRequest):
             stop=chat.stop,
             seed=chat.seed,
         )
-        turn = Turn(
+        turn = AssistantReply(
             entry=entry,
             provider=provider,
             job=job,
