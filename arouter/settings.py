@@ -263,7 +263,7 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     # Keys and tokens never reach a log: every handler's records pass through this filter.
-    "filters": {"redact_secrets": {"()": "arouter.log_redaction.RedactSecrets"}},
+    "filters": {"redact_secrets": {"()": "core.log_redaction.RedactSecrets"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["redact_secrets"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO").upper()},
     # httpx logs every upstream request at INFO, upstream URLs included.

@@ -24,8 +24,6 @@ def _finish(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBas
     if is_api_error and not _is_envelope(response):
         response = _envelope_for(request, response.status_code).response()
     response["x-request-id"] = request.request_id
-    for name, value in getattr(request, "ratelimit_headers", {}).items():
-        response.setdefault(name, value)
     return response
 
 

@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from arouter.log_redaction import RedactSecrets, redact
+from core.log_redaction import RedactSecrets, redact
 
 KEY = "lr_live_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdefg"
 

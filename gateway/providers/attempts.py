@@ -1,8 +1,8 @@
 """Every try a request made to reach a provider, so the usage record can show them.
 
-A request's `usage.ledger.Charge` starts one `AttemptLog` and makes it current (a
-contextvar); upstream retries, fallbacks and cooldown skips append to whatever log is
-current. Routers never see it: the ledger reads it when it writes the row.
+A request's `gateway.lifecycle.MeteredCall` starts one `AttemptLog` and makes it current
+(a contextvar); upstream retries, fallbacks and cooldown skips append to whatever log is
+current. Routers never see it: the call reads it when it writes the ledger row.
 """
 
 import contextvars
