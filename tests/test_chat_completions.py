@@ -373,3 +373,29 @@ async def test_reply_and_chunks_match_openais_schemas_without_a_null_fingerprint
     assert done == "[DONE]"
     assert not any("system_fingerprint" in c for c in chunks)
     assert_stream_matches("CreateChatCompletionStreamResponse", chunks, extras=["usage.cost"])
+
+
+@pytest.mark.engines
+def test_text_far_past_the_context_is_refused_before_tokenizing(openai_client, arouter_server):
+    """8 MB of text: refused on its length (it took 30 s of CPU to tokenize before the
+    context-length 400), the same error OpenAI gives, streaming or not."""
+    import httpx
+    import openai
+
+    messages = [{"role": "user", "content": "word " * 1_600_000}]
+    with pytest.raises(openai.BadRequestError) as refused:
+        openai_client.chat.completions.create(model=TEXT_MODEL, messages=messages)
+    error = refused.value.body
+    assert refused.value.code == "context_length_exceeded"
+    assert error["param"] == "messages"
+    assert "characters, more than 2048 tokens can hold" in error["message"]
+
+    response = httpx.post(
+        f"{arouter_server.url}/v1/chat/completions",
+        json={"model": TEXT_MODEL, "messages": messages, "stream": True},
+        headers={"Authorization": f"Bearer {openai_client.api_key}"},
+        timeout=120,
+    )
+    events = sse_events(response.content)
+    assert events[-1]["error"]["code"] == "context_length_exceeded"
+    assert "characters" in events[-1]["error"]["message"]
