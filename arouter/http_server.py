@@ -190,12 +190,14 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--log-level", default="info")
     args = parser.parse_args()
     uvicorn.run(
         "arouter.asgi:application",
         host=args.host,
         port=args.port,
         workers=args.workers,
+        log_level=args.log_level,
         **UVICORN_OPTIONS,
     )
 

@@ -54,10 +54,10 @@ def start_arouter(
         text=True,
     ).stdout
     port = free_port()
-    command = [sys.executable, "-m", "uvicorn", "arouter.asgi:application",
+    # Served as `make serve` serves (uvloop is uvicorn's loop whenever it is installed).
+    command = [sys.executable, "-m", "arouter.http_server",
                "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-               "--log-level", "warning", "--no-access-log",
-               "--loop", "uvloop", "--http", "httptools"]  # fmt: skip
+               "--log-level", "warning"]  # fmt: skip
     process = subprocess.Popen(command, cwd=BASE_DIR, env=environment)
     wait_for_port(port, process)
     return process, port, out.strip().splitlines()[-1]

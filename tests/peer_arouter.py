@@ -57,8 +57,7 @@ class PeerARouter:
             [
                 sys.executable,
                 "-m",
-                "uvicorn",
-                "arouter.asgi:application",
+                "arouter.http_server",  # served as `make serve` serves
                 "--host",
                 "127.0.0.1",
                 "--port",
