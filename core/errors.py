@@ -110,3 +110,19 @@ def database_unavailable() -> OpenAIError:
         code="database_unavailable",
         headers={"retry-after": "2"},
     )
+
+
+_JSON_TYPE_NAMES = {
+    dict: "an object",
+    list: "an array",
+    str: "a string",
+    bool: "a boolean",
+    int: "an integer",
+    float: "a number",
+    type(None): "null",
+}
+
+
+def json_type_name(value: object) -> str:
+    """How an "Invalid type" error names what a client sent ("an object", "null" ...)."""
+    return _JSON_TYPE_NAMES.get(type(value), "a value")

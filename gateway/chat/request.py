@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from django.conf import settings
 
-from core.errors import invalid_param
+from core.errors import invalid_param, json_type_name
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 # Input audio formats of the spec's table (decoded in-process by PyAV).
@@ -88,18 +88,6 @@ class ChatRequest:
         return self.max_tokens or settings.AROUTER_CHAT_MAX_TOKENS
 
 
-def _type_name(value: Any) -> str:
-    return {
-        dict: "an object",
-        list: "an array",
-        str: "a string",
-        bool: "a boolean",
-        int: "an integer",
-        float: "a number",
-        type(None): "null",
-    }.get(type(value), type(value).__name__)
-
-
 def _refuse_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
@@ -137,8 +125,9 @@ def _refuse_lone_surrogates(value: str, param: str) -> None:
 
 def _expect(value: Any, kind: type | tuple[type, ...], param: str, what: str) -> Any:
     if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _as_tuple(kind)):
+        got = json_type_name(value)
         raise invalid_param(
-            f"Invalid type for '{param}': expected {what}, but got {_type_name(value)} instead.",
+            f"Invalid type for '{param}': expected {what}, but got {got} instead.",
             param=param,
             code="invalid_type",
         )

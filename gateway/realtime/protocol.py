@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 
-from core.errors import OpenAIError
+from core.errors import OpenAIError, json_type_name
 from gateway.chat.token_usage import ChatUsage
 from gateway.providers.base import PCM_RATE
 
@@ -35,19 +35,8 @@ class RealtimeError(Exception):
         self.message, self.code, self.param = message, code, param
 
 
-_TYPE_NAMES = {
-    dict: "an object",
-    list: "an array",
-    str: "a string",
-    bool: "a boolean",
-    int: "an integer",
-    float: "a number",
-    type(None): "null",
-}
-
-
 def invalid_type(param: str, expected: str, value) -> RealtimeError:
-    got = _TYPE_NAMES.get(type(value), "a value")
+    got = json_type_name(value)
     return RealtimeError(
         f"Invalid type for '{param}': expected {expected}, but got {got} instead.",
         "invalid_type",
