@@ -15,7 +15,7 @@ from core import errors
 from core.multipart import MalformedMultipart
 from core.security_headers import page_headers
 from gateway.chat.request import load_json
-from gateway.routers import chat, models, speech, transcriptions
+from gateway.routers import chat, models, realtime, speech, transcriptions
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,7 @@ api.add_router("/models", models.router)
 api.add_router("/chat", chat.router)
 api.add_router("/audio", speech.router)
 api.add_router("/audio", transcriptions.router)
+api.add_router("/realtime", realtime.router)
 
 
 def validation_param(loc: tuple | list) -> str | None:

@@ -93,12 +93,16 @@ async def current_key(credential: Credential) -> ApiKey:
 
 class ApiKeyScopeMiddleware(BaseMiddleware):
     async def __call__(self, scope, receive, send):
-        scope = dict(scope, api_key=None, auth_error=None, credential=None)
+        scope = dict(scope, api_key=None, auth_error=None, credential=None, minted_session=None)
         raw = key_from_scope(scope)
         if raw is not None:
             try:
                 api_key = await authenticate_key(raw)
-                user_id = ephemeral.user_id_of(raw) if raw.startswith(ephemeral.PREFIX) else None
+                user_id = None
+                if raw.startswith(ephemeral.PREFIX):
+                    user_id = ephemeral.user_id_of(raw)
+                    # A client secret's session: the socket starts with its settings.
+                    scope["minted_session"] = ephemeral.session_of(raw)
                 scope["api_key"], scope["credential"] = api_key, Credential(api_key.pk, user_id)
             except OpenAIError as exc:
                 scope["auth_error"] = exc

@@ -81,7 +81,9 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         try:
             self.api_key, self.credential = await authenticate(self.scope)
             query = parse_qs(self.scope.get("query_string", b"").decode())
-            self.model = (query.get("model") or [DEFAULT_MODEL])[0]
+            minted = self.scope.get("minted_session")
+            default = (minted or {}).get("model") or DEFAULT_MODEL
+            self.model = (query.get("model") or [default])[0]
             entry, provider = voice_chat_model(self.model)
         except OpenAIError as exc:
             self.ended_by = exc  # events that still arrive before the close are not served
@@ -91,6 +93,12 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         self.conversation = Conversation(entry, provider, self.send_event)
         await self._join_key_group()
         self.session = Session.opened(self.model)
+        if minted:  # checked when the client secret was minted
+            minted = {name: value for name, value in minted.items() if name != "model"}
+            try:
+                self.session = self.session.updated(minted, (self.model,), provider.voices())
+            except RealtimeError as exc:  # another ?model= without the minted voice
+                await self.send_event("error", error=protocol.client_error_body(exc, None))
         await self.send_event("session.created", session=self.session.fields)
 
     async def _join_key_group(self) -> None:

@@ -31,6 +31,8 @@ ROOTS = (
     "Model",
     "ListModelsResponse",
     "ErrorResponse",
+    "RealtimeCreateClientSecretRequest",
+    "RealtimeCreateClientSecretResponse",
 )
 PREFIX = "#/components/schemas/"
 
