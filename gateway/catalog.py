@@ -183,7 +183,7 @@ def _modalities(path: Path, where: str, raw: Any, default: tuple[str, ...]) -> t
 
 
 def _base_entry(path: Path, model_id: str, raw: dict, upstreams: dict) -> ModelEntry:
-    from gateway.providers import PROVIDERS
+    from gateway.providers import PROVIDERS, REMOTE_PROVIDERS
 
     where = f'[models."{model_id}"]'
     kind = raw.get("kind")
@@ -196,7 +196,7 @@ def _base_entry(path: Path, model_id: str, raw: dict, upstreams: dict) -> ModelE
     if not isinstance(target, str) or not target:
         raise _fail(path, where, "`target` must name what the provider serves")
     upstream = raw.get("upstream")
-    if provider == "upstream" and upstream not in upstreams:
+    if provider in REMOTE_PROVIDERS and upstream not in upstreams:
         raise _fail(path, where, f"`upstream` must name an [upstreams.*] table, not {upstream!r}")
     inputs, outputs = DEFAULT_MODALITIES[kind]
     return ModelEntry(

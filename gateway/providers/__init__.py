@@ -18,7 +18,17 @@ PROVIDERS: dict[str, str] = {
     "llama": "gateway.providers.llama.LlamaProvider",
     "cascade": "gateway.providers.cascade.CascadeProvider",
     "upstream": "gateway.providers.upstream.UpstreamProvider",
+    "azure": "gateway.providers.azure.AzureOpenAIProvider",
+    "deepgram": "gateway.providers.deepgram.DeepgramProvider",
+    "elevenlabs": "gateway.providers.elevenlabs.ElevenLabsProvider",
+    "assemblyai": "gateway.providers.assemblyai.AssemblyAIProvider",
+    "gemini": "gateway.providers.gemini.GeminiProvider",
 }
+# Providers that send requests to a service: their entry names an [upstreams.*] table
+# (its base_url, its key, its retries and cooldown).
+REMOTE_PROVIDERS = frozenset(
+    {"upstream", "azure", "deepgram", "elevenlabs", "assemblyai", "gemini"}
+)
 
 _instances: dict[str, object] = {}
 _lock = threading.Lock()

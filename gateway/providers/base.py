@@ -53,6 +53,20 @@ class TranscriptionJob:
     prompt: str | None = None
     temperature: float = 0.0
     word_timestamps: bool = False
+    # response_format=diarized_json: label who speaks each segment (Segment.speaker),
+    # naming them from `known_speakers` where the provider can.
+    diarize: bool = False
+    known_speakers: tuple["KnownSpeaker", ...] = ()
+    include_logprobs: bool = False  # include[]=logprobs: fill Transcript.logprobs
+
+
+@dataclass(frozen=True)
+class KnownSpeaker:
+    """known_speaker_names[i] with its reference clip known_speaker_references[i]
+    (a data: URL of 2-10 s of that speaker)."""
+
+    name: str
+    reference: str
 
 
 @dataclass(frozen=True)
@@ -75,6 +89,16 @@ class Segment:
     compression_ratio: float
     no_speech_prob: float
     words: list[Word] = field(default_factory=list)
+    speaker: str | None = None  # diarization's label ("A", "B", or a known speaker's name)
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One token of the transcript and its log-probability (include[]=logprobs)."""
+
+    token: str
+    logprob: float
+    bytes: list[int]
 
 
 @dataclass(frozen=True)
@@ -84,6 +108,7 @@ class Transcript:
     duration: float  # seconds of audio heard, the billing unit
     segments: list[Segment]
     words: list[Word] | None = None
+    logprobs: list[TokenLogprob] | None = None
 
 
 @runtime_checkable

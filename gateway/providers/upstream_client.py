@@ -19,6 +19,7 @@ import random
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,33 @@ logger = logging.getLogger(__name__)
 
 MB = 1024 * 1024
 RETRYABLE_STATUSES = {408, 409, 429, 500, 502, 503, 504}
+
+
+def _bearer(key: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {key}"}
+
+
+def _openai_error_fields(body: Any) -> tuple[str, str | None, str | None]:
+    """(message, param, code) of OpenAI's error envelope (`{"error": {...}}` or a string)."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        return str(error.get("message") or ""), error.get("param"), error.get("code")
+    if isinstance(error, str):
+        return error, None, None
+    return "", None, None
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How a service differs from OpenAI at the HTTP level: how its key is sent, and
+    where its error bodies keep the message. Vendors (Deepgram, ElevenLabs, Azure, ...)
+    pass their own to `client_for`; pooling, retries, cooldown and per-team keys are shared."""
+
+    auth_headers: Callable[[str], dict[str, str]] = _bearer
+    error_fields: Callable[[Any], tuple[str, str | None, str | None]] = _openai_error_fields
+
+
+OPENAI = Dialect()
 
 
 @dataclass(frozen=True)
@@ -178,8 +206,9 @@ class TeamKeys:
 
 
 class UpstreamClient:
-    def __init__(self, upstream: Upstream) -> None:
+    def __init__(self, upstream: Upstream, dialect: Dialect = OPENAI) -> None:
         self.upstream = upstream
+        self.dialect = dialect
         self.name = upstream.name
         self.label = f"upstream:{upstream.name}"
         self.options = UpstreamOptions.from_table(upstream.options)
@@ -207,7 +236,7 @@ class UpstreamClient:
         headers = {"user-agent": "arouter"}
         key = self.upstream.api_key()
         if key:
-            headers["authorization"] = f"Bearer {key}"
+            headers.update(self.dialect.auth_headers(key))
         limits = httpx.Limits(
             max_connections=options.max_connections,
             max_keepalive_connections=options.max_connections,
@@ -245,7 +274,7 @@ class UpstreamClient:
             log.add(self.label, "cooling_down")
             raise cooling_down()
         if log.team_id is not None and (team_key := await self.team_keys.get(log.team_id)):
-            kwargs["headers"] = {**kwargs.get("headers", {}), "authorization": f"Bearer {team_key}"}
+            kwargs["headers"] = {**kwargs.get("headers", {}), **self.dialect.auth_headers(team_key)}
         deadline = time.monotonic() + self.options.request_timeout
         attempt = 0
         while True:
@@ -322,16 +351,10 @@ class UpstreamClient:
         finally:
             await response.aclose()
         status = response.status_code
-        message, param, code = "", None, None
         try:
-            error = json.loads(response.content).get("error")
-            if isinstance(error, dict):
-                message = str(error.get("message") or "")
-                param, code = error.get("param"), error.get("code")
-            elif isinstance(error, str):
-                message = error
-        except (ValueError, AttributeError):
-            pass
+            message, param, code = self.dialect.error_fields(json.loads(response.content))
+        except (ValueError, AttributeError, TypeError):
+            message, param, code = "", None, None
         message = self.scrub(message)
         if status in (401, 403):
             # Our credentials for the upstream are wrong: the gateway's problem, not the client's.
@@ -374,14 +397,14 @@ _clients: dict[str, UpstreamClient] = {}
 _clients_lock = threading.Lock()
 
 
-def client_for(upstream: Upstream) -> UpstreamClient:
+def client_for(upstream: Upstream, dialect: Dialect = OPENAI) -> UpstreamClient:
     """The shared client of an upstream (one pool and one health record per upstream)."""
     client = _clients.get(upstream.name)
-    if client is None or client.upstream != upstream:
+    if client is None or client.upstream != upstream or client.dialect != dialect:
         with _clients_lock:
             client = _clients.get(upstream.name)
-            if client is None or client.upstream != upstream:
-                client = UpstreamClient(upstream)
+            if client is None or client.upstream != upstream or client.dialect != dialect:
+                client = UpstreamClient(upstream, dialect)
                 _clients[upstream.name] = client
     return client
 
