@@ -40,6 +40,7 @@ from gateway.realtime import protocol
 from gateway.realtime.audio_buffer import AudioBuffer
 from gateway.realtime.auth import authenticate, current_key
 from gateway.realtime.protocol import RealtimeError
+from gateway.realtime.relay import Relay, relayed
 from gateway.realtime.revocation import key_group
 from gateway.realtime.session import Session
 from gateway.realtime.turns import Conversation, Response, voice_chat_model
@@ -92,6 +93,9 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             return
         self.conversation = Conversation(entry, provider, self.send_event)
         await self._join_key_group()
+        if relayed(entry):  # an upstream's realtime model: its events pass through
+            self.relay = await Relay.open(entry, self)
+            return
         self.session = Session.opened(self.model)
         if minted:  # checked when the client secret was minted
             minted = {name: value for name, value in minted.items() if name != "model"}
@@ -115,6 +119,8 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         await self._stop_response()
+        if getattr(self, "relay", None) is not None:
+            await self.relay.close()
         if getattr(self, "group", None):
             with contextlib.suppress(Exception):  # the group expires on its own
                 await self.channel_layer.group_discard(self.group, self.channel_name)
@@ -163,6 +169,9 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None):
         if self.ended_by is not None:
             return  # closing: what the client still sends is not served
+        if getattr(self, "relay", None) is not None:  # relayed: passed on as it came
+            await self.relay.from_client(text_data, bytes_data)
+            return
         event_id = kind = None
         try:
             event = protocol.parse_event(text_data)

@@ -27,18 +27,24 @@ from gateway.providers.base import ChatJob, Heard, Spoken, TextMessage, VoiceCha
 from gateway.realtime import protocol
 from gateway.realtime.audio_buffer import AudioBuffer, as_wav
 from gateway.realtime.protocol import RealtimeError, Send, new_id
+from gateway.realtime.relay import relayed
 from gateway.realtime.session import Session
 from usage.ledger import Metered
 
 logger = logging.getLogger(__name__)
 
 
-def voice_chat_model(name: str) -> tuple[ModelEntry, VoiceChat]:
-    """The catalog entry and engine of a model that hears and speaks, or OpenAI's 400."""
+def voice_chat_model(name: str) -> tuple[ModelEntry, VoiceChat | None]:
+    """The catalog entry and engine of a model that hears and speaks, or OpenAI's 400.
+
+    An upstream's realtime model (`options.realtime = true`) has no engine here (None):
+    its sessions are relayed to the upstream (`gateway.realtime.relay`)."""
     entry = catalog().resolve(name, "chat")
+    if relayed(entry):
+        return entry, None
     provider = provider_for(entry)
     hears_and_speaks = entry.accepts("audio") and entry.produces("audio")
-    # Realtime runs the cascade here; an upstream audio model is chat-only for now.
+    # Realtime runs the cascade here; other upstream audio models are chat-only.
     if not hears_and_speaks or not isinstance(provider, VoiceChat):
         raise invalid_param(
             f"The model `{name}` does not support realtime audio "
