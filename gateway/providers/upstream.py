@@ -39,7 +39,7 @@ from gateway.providers.base import (
     TranscriptionJob,
     Word,
 )
-from gateway.providers.upstream_client import bad_response, client_for, timed_out
+from gateway.providers.upstream_client import OPENAI, Dialect, bad_response, client_for, timed_out
 
 OPENAI_VOICES = (
     "alloy",
@@ -95,9 +95,13 @@ def mid_stream_failure() -> OpenAIError:
 class UpstreamProvider:
     """Transcriber, Synthesizer and ChatModel backed by one upstream model."""
 
+    # How a vendor that speaks OpenAI's bodies differs at the HTTP level (Azure: its key
+    # header, its routes): subclasses set `dialect` and override `endpoint`.
+    dialect: Dialect = OPENAI
+
     def __init__(self, entry: ModelEntry) -> None:
         self.entry = entry
-        self.client = client_for(catalog().upstreams[entry.upstream])
+        self.client = client_for(catalog().upstreams[entry.upstream], self.dialect)
         self.model = entry.target
         self.transcript_format = str(entry.options.get("transcript_format", "verbose_json"))
         self._voices = tuple(entry.options.get("voices", OPENAI_VOICES))
@@ -105,6 +109,10 @@ class UpstreamProvider:
     @property
     def label(self) -> str:
         return self.client.label
+
+    def endpoint(self, path: str) -> str:
+        """Where OpenAI's endpoint `path` ("/audio/speech" ...) is on this upstream."""
+        return path
 
     # --- speech to text -----------------------------------------------------------------
 
@@ -154,7 +162,7 @@ class UpstreamProvider:
         content_type = upload.content_type or "application/octet-stream"
         with upload.opened() as file:
             files = {"file": (upload.filename, file, content_type)}
-            body = await self.client.json("POST", path, data=data, files=files)
+            body = await self.client.json("POST", self.endpoint(path), data=data, files=files)
         return await self._transcript(body, job, upload)
 
     async def _transcript(
@@ -208,7 +216,7 @@ class UpstreamProvider:
         }
         if job.instructions:
             body["instructions"] = job.instructions
-        response = await self.client.open("POST", "/audio/speech", json=body)
+        response = await self.client.open("POST", self.endpoint("/audio/speech"), json=body)
         try:
             content_type = response.headers.get("content-type", "")
             if not content_type.startswith(("audio/", "application/octet-stream")):
@@ -256,7 +264,9 @@ class UpstreamProvider:
         return sum(self.count_tokens(turn.text) + 4 for turn in job.messages)
 
     async def complete(self, job: ChatJob) -> ChatReply:
-        body = await self.client.json("POST", "/chat/completions", json=self._chat_body(job, False))
+        body = await self.client.json(
+            "POST", self.endpoint("/chat/completions"), json=self._chat_body(job, False)
+        )
         try:
             choice = body["choices"][0]
             text = choice["message"].get("content") or ""
@@ -299,7 +309,7 @@ class UpstreamProvider:
         Parsed as the SSE standard says (httpx-sse): LF, CR or CRLF line ends, multi-line
         data, comments and `event:` lines, so any server's framing reads the same.
         """
-        response = await self.client.open("POST", path, json=body)
+        response = await self.client.open("POST", self.endpoint(path), json=body)
         try:
             content_type = response.headers.get("content-type", "")
             if not content_type.startswith("text/event-stream"):
@@ -324,7 +334,9 @@ class UpstreamProvider:
 
     async def relay_chat(self, body: dict[str, Any]) -> dict[str, Any]:
         """Send an OpenAI chat body as is (only `model` swapped); the upstream's JSON back."""
-        return await self.client.json("POST", "/chat/completions", json=self._relayed(body))
+        return await self.client.json(
+            "POST", self.endpoint("/chat/completions"), json=self._relayed(body)
+        )
 
     def relay_chat_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """The upstream's chunks for a streamed chat body, as they arrive (up to [DONE])."""
