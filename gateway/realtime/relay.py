@@ -204,7 +204,6 @@ class Relay:
         # Admitted response.create events, oldest first, whose response.created is to come.
         self.requested: deque[RelayedResponse] = deque()
         self.responses: dict[str, RelayedResponse] = {}  # by the upstream's response id
-        self.refused: set[str] = set()  # upstream-started responses we cancelled
         self.tagged: set[str] = set()  # event ids we gave response.create events
         self.audio_bytes_per_second = PCM_BYTES_PER_SECOND
         self.max_output_tokens: Any = "inf"
@@ -217,7 +216,10 @@ class Relay:
         relay = cls(entry, client)
         try:
             relay.socket = await relay._connect()
-        except OpenAIError as exc:
+        except (OpenAIError, OperationalError, InterfaceError) as exc:
+            if not isinstance(exc, OpenAIError):  # reading the team's own upstream key
+                logger.warning("database unavailable opening a realtime relay: %s", exc)
+                exc = database_unavailable()
             relay.finished = True
             await client.send_event("error", error=protocol.error_body(exc))
             await client.close(code=UPSTREAM_FAILED)
@@ -262,7 +264,7 @@ class Relay:
         as_http = httpx.Response(
             response.status_code,
             headers=list(response.headers.raw_items()),
-            content=response.body or b"",
+            stream=httpx.ByteStream(response.body or b""),  # read (and closed) as async
         )
         return await self.upstream._refusal(as_http)
 
@@ -409,10 +411,13 @@ class Relay:
             return message
         if self.requested:
             response = self.requested.popleft()
-        else:  # started by the upstream (server VAD): admitted now
+        else:  # started by the upstream (server VAD): admitted now, the client told first
+            await self._to_client(text_data=message)
+            message = None
             call = await self._admitted(self._estimate({}), None)
             if call is None:
-                return await self._refuse_started(response_id, message)
+                await self._cancel(response_id)
+                return None
             response = RelayedResponse(call)
         # The row is written as the response starts (a worker that dies mid-response
         # leaves it, marked interrupted), beside the forwarding, not before it.
@@ -420,14 +425,11 @@ class Relay:
         self.responses[response_id] = response
         return message
 
-    async def _refuse_started(self, response_id: str, message: str) -> None:
-        """A response the upstream started that the key's limits refuse: cancelled."""
-        self.refused.add(response_id)
-        await self._to_client(text_data=message)
+    async def _cancel(self, response_id: str) -> None:
+        """Cancel a response the upstream started that the key's limits refuse."""
         if self.client.ended_by is None and self.forwarding:
             cancel = {"type": "response.cancel", "response_id": response_id}
             await self._to_upstream(json.dumps(cancel))
-        return None
 
     async def _audio_delta(self, event: dict, message: str) -> str:
         if (response := self.responses.get(event.get("response_id"))) is not None:
@@ -444,7 +446,6 @@ class Relay:
         body = event.get("response")
         if not isinstance(body, dict):
             return message
-        self.refused.discard(body.get("id"))
         response = self.responses.pop(body.get("id"), None)
         if response is None:
             return message
