@@ -112,6 +112,16 @@ def timed_out() -> OpenAIError:
     )
 
 
+def auth_failed() -> OpenAIError:
+    """Our credentials for the upstream are wrong: the gateway's problem, not the client's."""
+    return OpenAIError(
+        "The upstream provider rejected the gateway's credentials.",
+        status=502,
+        type=UPSTREAM,
+        code="upstream_auth_failed",
+    )
+
+
 def cooling_down() -> OpenAIError:
     return OpenAIError(
         "The upstream provider is temporarily unavailable after repeated failures.",
@@ -357,13 +367,7 @@ class UpstreamClient:
             message, param, code = "", None, None
         message = self.scrub(message)
         if status in (401, 403):
-            # Our credentials for the upstream are wrong: the gateway's problem, not the client's.
-            return OpenAIError(
-                "The upstream provider rejected the gateway's credentials.",
-                status=502,
-                type=UPSTREAM,
-                code="upstream_auth_failed",
-            )
+            return auth_failed()
         if status == 429:
             headers = {}
             if retry_after := response.headers.get("retry-after"):
