@@ -6,7 +6,7 @@ OpenAI's API. Example (AssemblyAI's prices are per hour: $0.21 for Universal-3 P
     [upstreams.assemblyai]
     base_url = "https://api.assemblyai.com"   # EU data residency: https://api.eu.assemblyai.com
     api_key_env = "ASSEMBLYAI_API_KEY"
-    request_timeout = 600                     # seconds one transcript may take, polls included
+    request_timeout = 600                     # longest wait for a transcript (and for each call)
 
     [models."assemblyai/universal-3-pro"]
     kind = "transcription"
@@ -58,7 +58,7 @@ from typing import Any, BinaryIO
 from core.errors import UPSTREAM, OpenAIError, invalid_param
 from gateway.audio import transcode
 from gateway.audio.languages import language_name, whisper_code
-from gateway.catalog import ModelEntry, catalog
+from gateway.catalog import CatalogError, ModelEntry, catalog
 from gateway.providers.attempts import AttemptLog, current_attempt_log, start_attempt_log
 from gateway.providers.base import Segment, Transcript, TranscriptionJob, Word
 from gateway.providers.upstream_client import Dialect, bad_response, client_for, timed_out
@@ -163,10 +163,13 @@ class AssemblyAIProvider:
         self.entry = entry
         self.client = client_for(catalog().upstreams[entry.upstream], ASSEMBLYAI)
         options = entry.options
-        self.speech_models = [entry.target, *options.get("fallback_speech_models", ())]
+        fallbacks = options.get("fallback_speech_models", [])
+        if not isinstance(fallbacks, list):
+            raise CatalogError(f"{entry.id}: fallback_speech_models must be a list of names")
+        self.speech_models = [entry.target, *map(str, fallbacks)]
         self.prompt_as = str(options.get("prompt_as", "keyterms"))
         if self.prompt_as not in PROMPT_MODES:
-            raise ValueError(f"{entry.id}: prompt_as must be one of {PROMPT_MODES}")
+            raise CatalogError(f"{entry.id}: prompt_as must be one of {PROMPT_MODES}")
         self.delete_transcripts = bool(options.get("delete_transcripts", True))
         self.poll_interval = float(options.get("poll_interval", 0.2))
         self.max_poll_interval = float(options.get("max_poll_interval", 2.0))
