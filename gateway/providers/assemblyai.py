@@ -213,9 +213,9 @@ class AssemblyAIProvider:
                 code="model_not_supported",
             )
         if job.include_logprobs:
+            # OpenAI's words for it (gpt-4o-transcribe has logprobs, whisper-1 none).
             raise invalid_param(
-                f"The model `{self.entry.id}` does not return token log-probabilities; "
-                "remove 'logprobs' from 'include[]'.",
+                f"include[] 'logprobs' is not compatible with model '{self.entry.id}'.",
                 param="include[]",
                 code="unsupported_value",
             )
