@@ -213,7 +213,7 @@ class AssemblyAIProvider:
                 code="model_not_supported",
             )
         if job.include_logprobs:
-            # OpenAI's words for it (gpt-4o-transcribe has logprobs, whisper-1 none).
+            # AssemblyAI has word confidences, not token log-probabilities: refused, not faked.
             raise invalid_param(
                 f"include[] 'logprobs' is not compatible with model '{self.entry.id}'.",
                 param="include[]",
