@@ -21,7 +21,13 @@ from core.errors import OpenAIError
 from gateway.catalog import catalog
 from gateway.providers import provider_for
 from gateway.providers.attempts import start_attempt_log
-from gateway.providers.base import AudioUpload, SpeechJob, SpeechMeter, TranscriptionJob
+from gateway.providers.base import (
+    AudioUpload,
+    KnownSpeaker,
+    SpeechJob,
+    SpeechMeter,
+    TranscriptionJob,
+)
 from gateway.providers.deepgram import (
     DEFAULT_VOICES,
     deepgram_error_fields,
@@ -223,6 +229,15 @@ async def test_diarization_labels_speakers_in_the_order_they_speak(deepgram):
         ("A", SCRIPT[2][1]),
     ]
     assert deepgram.seen("ok")[0].query["diarize"] == ["true"]
+
+
+async def test_known_speakers_are_refused_not_answered_as_letters(deepgram):
+    upload = AudioUpload(WAV, "call.wav", "audio/wav")
+    job = TranscriptionJob(upload, diarize=True, known_speakers=(KnownSpeaker("Ann", "data:"),))
+    with pytest.raises(OpenAIError) as caught:
+        await provider("ok/nova-3").transcribe(job)
+    assert (caught.value.param, caught.value.code) == ("known_speaker_names[]", "unsupported_value")
+    assert deepgram.requests == []
 
 
 def test_speaker_labels_go_on_past_z():

@@ -7,7 +7,8 @@ format), with `smart_format`, `punctuate` and `utterances` on, the client's `lan
 (`keyterm` for Nova-3, `keywords` for older models; comma- or line-separated terms).
 Deepgram's utterances become the segments (speakers 0, 1, ... become "A", "B", ... in the
 order they first speak), its words the words, `metadata.duration` the billed duration.
-Deepgram does not translate: translations are refused with OpenAI's 400 before any request.
+Deepgram does not translate, nor match speakers to reference clips: translations and
+`known_speaker_names[]` are refused with OpenAI's 400 before any request.
 
 Text to speech: OpenAI's voice names map to Aura voices (`options.voices`, else
 DEFAULT_VOICES; an Aura voice's own name is accepted too) and every OpenAI format is asked
@@ -359,6 +360,15 @@ def cannot_translate(model_id: str) -> OpenAIError:
     )
 
 
+def cannot_name_speakers(model_id: str) -> OpenAIError:
+    return invalid_param(
+        f"'known_speaker_names[]' is not supported by `{model_id}`: Deepgram tells speakers "
+        "apart (labelled A, B, ...) but cannot match them to reference clips.",
+        param="known_speaker_names[]",
+        code="unsupported_value",
+    )
+
+
 def unsupported_speed(speed: float, model_id: str) -> OpenAIError:
     low, high = SPEED_RANGE
     return invalid_param(
@@ -411,6 +421,8 @@ class DeepgramProvider:
     async def transcribe(self, job: TranscriptionJob) -> Transcript:
         if job.task == "translate":
             raise cannot_translate(self.entry.id)
+        if job.known_speakers:
+            raise cannot_name_speakers(self.entry.id)
         upload = job.upload
         headers = {
             "content-type": _upload_content_type(upload),
