@@ -64,6 +64,8 @@ def elevenlabs_catalog(fake: ElevenLabsFake) -> str:
                                   "voice_settings": {"stability": 0.4, "similarity_boost": 0.8},
                                   "output_formats": {"mp3": "pcm_44100",
                                                      "opus": "opus_48000_999"}})  # fmt: skip
+    text += vendor_model("v2/scribe", "transcription", "el-ok", "scribe_v2",
+                         price={"per_audio_minute": 0.0067})  # fmt: skip
     text += vendor_model("events/scribe", "transcription", "el-ok", "scribe_v1",
                          price={"per_audio_minute": 0.0067},
                          options={"tag_audio_events": True})  # fmt: skip
@@ -377,6 +379,28 @@ def test_audio_events_when_the_entry_asks_for_them(openai_client, elevenlabs):
         " How are you?",
     ]
     assert "(laughter)" not in [w.word for w in transcript.words]
+
+
+def test_the_prompt_is_scribe_v2s_key_terms(openai_client, elevenlabs):
+    prompt = "ElevenLabs, ARouter; Kelly Byrne-Donoghue\nthis phrase has far too many words in it"
+    transcribe(openai_client, model="v2/scribe", prompt=prompt)
+    sent = elevenlabs.seen("ok")[0].form
+    assert (sent["model_id"], sent["keyterms"]) == (
+        ["scribe_v2"],
+        ['["ElevenLabs", "ARouter", "Kelly Byrne-Donoghue"]'],
+    )
+    transcribe(openai_client, prompt=prompt)  # Scribe v1 has no key terms
+    assert "keyterms" not in elevenlabs.seen("ok")[1].form
+
+
+def test_a_teams_own_key_is_sent_for_it(openai_client, elevenlabs, live_key):
+    from credentials.models import ProviderCredential
+
+    ProviderCredential.store(live_key.api_key.team, "el-ok", "xi-team-own-key-4321")
+    elevenlabs.keys.add("xi-team-own-key-4321")
+    speech(openai_client)
+    transcribe(openai_client)
+    assert [s.headers["xi-api-key"] for s in elevenlabs.seen("ok")] == ["xi-team-own-key-4321"] * 2
 
 
 def test_translation_is_refused(openai_client, elevenlabs):

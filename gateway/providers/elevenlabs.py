@@ -22,7 +22,11 @@ Speech:
   counterpart and is not sent (OpenAI's tts-1 ignores it likewise);
 - usage: characters as ElevenLabs counted them (`x-character-count`), else the input's.
 
-Transcription: word timestamps are always asked for (`timestamps_granularity=word`); the
+Transcription: the client's `prompt` becomes Scribe's `keyterms` (the phrases its commas,
+semicolons or line breaks separate, as far as Scribe takes them: under 50 characters, at
+most five words) for Scribe v2, which has them; ElevenLabs charges 20% more for a request
+with key terms, and `options.prompt_as = "ignore"` never sends them. Word timestamps are
+always asked for (`timestamps_granularity=word`); the
 answer's items of type `word` become OpenAI's words, segments are cut at sentence ends,
 pauses and speaker changes, and with diarization each segment names its speaker "A", "B",
 ... in order of appearance. Word log-probabilities answer `include[]=logprobs`. The billed
@@ -52,6 +56,7 @@ Flash v2.5 $0.05 per 1,000 characters, Scribe $0.40 an hour):
     target = "scribe_v1"
     price = { per_audio_minute = 0.0067 }
     # options = { tag_audio_events = true }   # "(laughter)" and the like in the text
+    # (target = "scribe_v2" takes the prompt's key terms; prompt_as = "ignore" drops them)
 
 References: https://elevenlabs.io/docs/api-reference/text-to-speech/stream,
 https://elevenlabs.io/docs/api-reference/speech-to-text/convert,
@@ -59,6 +64,7 @@ https://elevenlabs.io/docs/api-reference/authentication.
 """
 
 import asyncio
+import json
 import math
 import zlib
 from collections.abc import AsyncIterator
@@ -84,6 +90,7 @@ from gateway.providers.base import (
     TranscriptionJob,
     Word,
 )
+from gateway.providers.deepgram import prompt_terms
 from gateway.providers.upstream import mid_stream_failure
 from gateway.providers.upstream_client import Dialect, bad_response, client_for, timed_out
 
@@ -250,6 +257,10 @@ async def _encoded_from_pcm(
 
 # --- transcription -----------------------------------------------------------------------------
 
+PROMPT_MODES = ("keyterms", "ignore")
+KEYTERM_MAX_CHARACTERS = 49  # "less than 50"
+KEYTERM_MAX_WORDS = 5
+KEYTERM_FORBIDDEN = frozenset("<>{}[]\\")
 PAUSE_SECONDS = 1.0  # a silence this long between two words starts a new segment
 SENTENCE_ENDS = (".", "!", "?", "。", "！", "？")
 # ElevenLabs answers ISO 639-3 codes; OpenAI's verbose_json names the language as Whisper
@@ -412,6 +423,17 @@ def language_of(code: Any, requested: str | None) -> str:
     return language_name(whisper)
 
 
+def scribe_keyterms(prompt: str | None) -> list[str]:
+    """The prompt's key terms that Scribe accepts (longer phrases are prose, not terms)."""
+    return [
+        term
+        for term in prompt_terms(prompt)
+        if len(term) <= KEYTERM_MAX_CHARACTERS
+        and len(term.split()) <= KEYTERM_MAX_WORDS
+        and not KEYTERM_FORBIDDEN.intersection(term)
+    ]
+
+
 def translation_refused() -> OpenAIError:
     return invalid_param(
         "This model transcribes in the language spoken; it does not translate to English. "
@@ -435,6 +457,11 @@ class ElevenLabsProvider:
         self._voices = {str(k): str(v) for k, v in options.get("voices", DEFAULT_VOICES).items()}
         self.voice_settings = dict(options.get("voice_settings", {}))
         self.tag_audio_events = bool(options.get("tag_audio_events", False))
+        # Key terms are Scribe v2's; Scribe v1 has none.
+        default_prompt = "keyterms" if self.model.startswith("scribe_v2") else "ignore"
+        self.prompt_as = str(options.get("prompt_as", default_prompt))
+        if self.prompt_as not in PROMPT_MODES:
+            raise CatalogError(f'[models."{entry.id}"] options.prompt_as: one of {PROMPT_MODES}')
         formats = {**DEFAULT_OUTPUT_FORMATS, **options.get("output_formats", {})}
         try:
             self._plans = {name: output_plan(name, str(fmt)) for name, fmt in formats.items()}
@@ -500,6 +527,8 @@ class ElevenLabsProvider:
             form["language_code"] = whisper_code(job.language) or job.language
         if job.temperature:
             form["temperature"] = str(job.temperature)
+        if self.prompt_as == "keyterms" and (terms := scribe_keyterms(job.prompt)):
+            form["keyterms"] = json.dumps(terms)  # one JSON array, as ElevenLabs' SDK sends it
         return form
 
     async def transcribe(self, job: TranscriptionJob) -> Transcript:

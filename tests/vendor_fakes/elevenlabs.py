@@ -8,7 +8,8 @@ endpoints ARouter uses, as the reference describes them:
   really encoded in the asked format (MP3, Ogg Opus, raw 16-bit PCM at the asked rate,
   mu-law, A-law), with the `request-id`, `x-character-count` and `character-cost` headers;
 - `POST /v1/speech-to-text` (multipart: `file`, `model_id`, `language_code`, `diarize`,
-  `timestamps_granularity`, `tag_audio_events`, `temperature`): Scribe's JSON (`text`,
+  `timestamps_granularity`, `tag_audio_events`, `temperature`, `keyterms` as a JSON
+  array, Scribe v2 only, each under 50 characters and five words): Scribe's JSON (`text`,
   `language_code`, `language_probability`, `words` of type word / spacing / audio_event
   with `start`, `end`, `speaker_id`, `logprob`, `audio_duration_secs`), its words spread
   over the upload's real decoded length.
@@ -33,6 +34,7 @@ References (read for this file):
 - https://elevenlabs.io/docs/api-reference/authentication (the `xi-api-key` header)
 - https://elevenlabs.io/docs/api-reference/text-to-speech/stream
 - https://elevenlabs.io/docs/api-reference/speech-to-text/convert
+- https://elevenlabs.io/docs/eleven-api/guides/how-to/speech-to-text/batch/keyterm-prompting
 - https://github.com/elevenlabs/elevenlabs-python, generated from ElevenLabs' API
   definition: text_to_speech/types/text_to_speech_stream_request_output_format.py (the
   output formats), types/speech_to_text_chunk_response_model.py and
@@ -218,6 +220,7 @@ def scribe_words(seconds: float, diarize: bool, events: bool) -> list[dict]:
 class ElevenLabsFake:
     def __init__(self, api_key: str = API_KEY) -> None:
         self.api_key = api_key
+        self.keys = {api_key}  # every key the fake's account accepts (a team's own too)
         self.requests: list[Seen] = []
         self.counts: dict[str, int] = {}
         self.release = threading.Event()  # lets a `hold` stream go on
@@ -256,6 +259,7 @@ class ElevenLabsFake:
         self.release.clear()
         self.character_count = None
         self.streams_finished = 0
+        self.keys = {self.api_key}
 
     def seen(self, scenario: str) -> list[Seen]:
         return [r for r in self.requests if r.scenario == scenario]
@@ -286,7 +290,7 @@ class ElevenLabsFake:
         await self._answer(seen, count, send)
 
     async def _answer(self, seen: Seen, count: int, send) -> None:
-        if seen.headers.get("xi-api-key") != self.api_key:
+        if seen.headers.get("xi-api-key") not in self.keys:
             await _json(send, 401, detail("invalid_api_key", "Invalid API key"))
             return
         scenario = seen.scenario
@@ -386,6 +390,21 @@ class ElevenLabsFake:
             if (form.get(flag) or ["false"])[0] not in ("true", "false"):
                 message = "Input should be a valid boolean"
                 return 422, validation_error(["body", flag], message, "bool_parsing")
+        if "keyterms" in form:
+            try:
+                terms = json.loads(form["keyterms"][0])
+            except ValueError:
+                terms = None
+            if not isinstance(terms, list) or not all(isinstance(t, str) for t in terms):
+                message = "Input should be a valid list of strings"
+                return 422, validation_error(["body", "keyterms"], message, "list_type")
+            if not model.startswith("scribe_v2"):
+                return 400, detail(
+                    "invalid_parameters", "Keyterms are only supported by scribe_v2."
+                )
+            if any(len(t) >= 50 or len(t.split()) > 5 for t in terms):
+                message = "Keyterms must be under 50 characters and at most 5 words."
+                return 400, detail("invalid_parameters", message)
         if seconds is None:
             return 400, detail("invalid_audio", "The uploaded file could not be decoded.")
         return None
