@@ -99,8 +99,8 @@ DEFAULT_VOICES: dict[str, str] = {
     "marin": "aura-2-andromeda-en",
     "cedar": "aura-2-atlas-en",
 }
-# OpenAI's formats as Deepgram's encoding/container/sample_rate combinations. mp3, opus
-# and aac have fixed sample rates at Deepgram (22.05, 48, 22.05 kHz) and refuse one sent.
+# OpenAI's formats as Deepgram's encoding/container/sample_rate combinations. The sample
+# rates of mp3, opus and aac are fixed at Deepgram (22.05, 48, 22.05 kHz): none is sent.
 SPEAK_FORMATS: dict[str, dict[str, str]] = {
     "mp3": {"encoding": "mp3"},
     "opus": {"encoding": "opus", "container": "ogg"},
