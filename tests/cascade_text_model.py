@@ -11,7 +11,7 @@ from tests.fault_server import FaultServer
 from tests.upstream_helpers import catalog_from, model_table, upstream_table
 
 # The default catalog's cascade (local/audio-chat, and its aliases) and its text model.
-CASCADE = 'provider = "cascade"\ntarget = "local/gemma-3-270m"\n'
+CASCADE = 'provider = "cascade"\ntarget = "local/smollm2-135m-instruct"\n'
 FAULT_REPLY = "Hello from the fault server."  # what the fault server's chat model answers
 
 

@@ -6,6 +6,10 @@ model of the catalog (the local llama, or an upstream OpenAI-compatible one), an
 Each stage is whatever provider serves that entry, so any of them can move upstream by a
 catalog change.
 
+`options.system_prompt` (a short voice-assistant instruction) is what the text model reads
+first, before the client's own system messages or realtime instructions: replies come out
+short and plain enough to be spoken.
+
 The reply is spoken sentence by sentence while the text model is still writing: a
 sentence goes to the synthesizer the moment it is complete, so the first audio leaves long
 before the text is finished.
@@ -13,6 +17,7 @@ before the text is finished.
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 
 from core.errors import OpenAIError, invalid_param
@@ -28,6 +33,7 @@ from gateway.providers.base import (
     SpeechMeter,
     Spoken,
     Synthesizer,
+    TextMessage,
     Transcriber,
     TranscriptionJob,
 )
@@ -41,6 +47,7 @@ class CascadeProvider:
         options = entry.options
         self.transcriber_id = options.get("transcriber")
         self.synthesizer_id = options.get("synthesizer")
+        self.system_prompt: str = options.get("system_prompt", "").strip()
 
     # --- the stages -------------------------------------------------------------------
 
@@ -85,11 +92,24 @@ class CascadeProvider:
 
     # --- ChatModel: text only, delegated to the text model ----------------------------
 
+    def instructed(self, job: ChatJob) -> ChatJob:
+        """The job with the cascade's system prompt first. A client's leading system message
+        is joined to it (one system turn: fewer template tokens, and a tiny model follows
+        one better than two)."""
+        if not self.system_prompt:
+            return job
+        messages = list(job.messages)
+        merged = self.system_prompt
+        if messages and messages[0].role == "system":
+            client_system = messages.pop(0).text.strip()
+            merged = f"{merged}\n\n{client_system}" if client_system else merged
+        return dataclasses.replace(job, messages=[TextMessage("system", merged), *messages])
+
     async def complete(self, job: ChatJob) -> ChatReply:
-        return await self.text_model().complete(job)
+        return await self.text_model().complete(self.instructed(job))
 
     async def stream(self, job: ChatJob) -> AsyncIterator[str | ChatReply]:
-        async for item in self.text_model().stream(job):
+        async for item in self.text_model().stream(self.instructed(job)):
             yield item
 
     def count_tokens(self, text: str) -> int:
