@@ -248,6 +248,15 @@ def test_frames_pass_unchanged_and_models_are_rewritten_both_ways(
         error = json.loads(ws.recv(timeout=TIMEOUT))["error"]
         assert (error["param"], error["event_id"]) == ("session.model", "evt_m")
 
+        # What another parser could read as a response.create we never admitted: refused.
+        for frame, code in (
+            ('{"type": "session.update", "type": "response.create"}', "invalid_event"),
+            ('{"type": "response.create",}', "invalid_json"),
+            (b'{"type": "response.create"}', "invalid_event"),
+        ):
+            ws.send(frame)
+            assert json.loads(ws.recv(timeout=TIMEOUT))["error"]["code"] == code
+
         odd = '{"type":"conversation.item.create",  "item": {"type": "message", "role": "user"} }'
         ws.send(odd)
         frame = '{ "type" : "rate_limits.updated", "rate_limits": [ ], "extra": "é\\u00e9" }'
@@ -258,6 +267,7 @@ def test_frames_pass_unchanged_and_models_are_rewritten_both_ways(
         while '"response.done"' not in seen[-1]:
             seen.append(ws.recv(timeout=TIMEOUT))
     assert odd in upstream.received  # the client's frame, byte for byte
+    assert len(upstream.events("response.create")) == 1  # only the admitted one
     (update,) = upstream.events("session.update")
     assert update["session"]["model"] == TARGET
     (request,) = upstream.requests

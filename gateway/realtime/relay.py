@@ -15,6 +15,10 @@ and every frame crosses as it arrives, both ways, unchanged except for:
   puts its own price there);
 - error events are scrubbed of the upstream's address and keys.
 
+A client frame the upstream might read otherwise than we do (binary, not a JSON object, a
+key repeated) is refused with an `error` event, not passed on: no response may start
+upstream without being admitted here.
+
 The upstream key (the catalog's, or the team's own: `credentials.ProviderCredential`) is
 sent by us and never reaches the client. Each response is one `MeteredCall`: the key is
 read again and the response admitted against its limits when the client sends
@@ -67,6 +71,7 @@ from gateway.providers.upstream_client import (
 )
 from gateway.realtime import protocol
 from gateway.realtime.auth import Credential, current_key
+from gateway.realtime.protocol import RealtimeError
 from usage.ledger import Metered
 
 logger = logging.getLogger(__name__)
@@ -139,6 +144,29 @@ def _json_object(text: str) -> dict | None:
     except (ValueError, RecursionError):
         return None
     return event if isinstance(event, dict) else None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    event = dict(pairs)
+    if len(event) != len(pairs):
+        raise RealtimeError("An event may not repeat a key.", code="invalid_event")
+    return event
+
+
+def client_event(text: str | None) -> dict:
+    """The client's event as the upstream will read it, or the RealtimeError saying why it
+    is not passed on. Only what reads the same to every parser goes through: a binary
+    frame, a frame that is not a JSON object or one repeating a key could be read by the
+    upstream as a `response.create` we never admitted."""
+    if text is None:
+        return protocol.parse_event(None)  # refused: binary
+    try:
+        event = json.loads(text, object_pairs_hook=_unique_keys)
+    except (ValueError, RecursionError):
+        raise RealtimeError("The event is not valid JSON.", code="invalid_json") from None
+    if not isinstance(event, dict):
+        raise RealtimeError("An event must be a JSON object.", code="invalid_event")
+    return event
 
 
 def _count(value: Any) -> int:
@@ -274,11 +302,12 @@ class Relay:
         """A frame from the client: passed on (a response admitted first)."""
         if not self.forwarding or self.client.ended_by is not None:
             return
-        if text is None:
-            await self._to_upstream(data)
+        try:
+            event = client_event(text)
+        except RealtimeError as exc:
+            await self.client.send_event("error", error=protocol.client_error_body(exc, None))
             return
-        event = _json_object(text)
-        kind = event.get("type") if event is not None else None
+        kind = event.get("type")
         try:
             if kind == "response.create":
                 text = await self._response_requested(event, text)
