@@ -475,14 +475,20 @@ def test_output_plans():
         output_plan("aac", "mp3_44100_128")
 
 
-def test_an_output_format_that_cannot_serve_its_format_is_a_catalog_error(tmp_path, fake):
+@pytest.mark.parametrize(
+    ("options", "problem"),
+    [
+        ({"output_formats": {"wav": "mp3_44100_128"}}, "cannot be served as OpenAI's wav"),
+        ({"output_formats": {"ogg": "opus_48000_64"}}, "not one of OpenAI's speech formats"),
+        ({"output_formats": {"pcm": "pcm_fast"}}, "names no sample rate"),
+        ({"voices": "alloy"}, "voices: must be a table"),
+        ({"prompt_as": "prompt"}, "prompt_as: must be one of"),
+    ],
+)
+def test_options_the_provider_cannot_follow_are_catalog_errors(tmp_path, fake, options, problem):
     text = upstream_table("el", fake.url("ok"), KEY_ENV)
-    text += vendor_model("bad/tts", "speech", "el", "eleven_flash_v2_5",
-                         options={"output_formats": {"wav": "mp3_44100_128"}})  # fmt: skip
-    with (
-        catalog_from(tmp_path / "catalog.toml", text),
-        pytest.raises(CatalogError, match="output_formats"),
-    ):
+    text += vendor_model("bad/tts", "speech", "el", "eleven_flash_v2_5", options=options)
+    with catalog_from(tmp_path / "catalog.toml", text), pytest.raises(CatalogError, match=problem):
         provider_for(catalog().models["bad/tts"])
 
 

@@ -181,8 +181,12 @@ class OutputPlan:
 
 def output_plan(openai_format: str, output_format: str) -> OutputPlan:
     """The plan for `openai_format` from ElevenLabs' `output_format`, or why it cannot be."""
+    if openai_format not in DEFAULT_OUTPUT_FORMATS:
+        raise ValueError(f"{openai_format!r} is not one of OpenAI's speech formats")
     codec, _, rest = output_format.partition("_")
     if codec == "pcm":
+        if not rest.isdigit():
+            raise ValueError(f"{output_format!r} names no sample rate")
         rate = int(rest)
         if openai_format == "pcm" and rate == OPENAI_PCM_RATE:
             return OutputPlan(output_format)  # already OpenAI's pcm, byte for byte
@@ -453,20 +457,28 @@ class ElevenLabsProvider:
         self.entry = entry
         self.client = client_for(catalog().upstreams[entry.upstream], ELEVENLABS)
         self.model = entry.target
-        options = entry.options
-        self._voices = {str(k): str(v) for k, v in options.get("voices", DEFAULT_VOICES).items()}
-        self.voice_settings = dict(options.get("voice_settings", {}))
-        self.tag_audio_events = bool(options.get("tag_audio_events", False))
+        self._voices = {str(k): str(v) for k, v in self._table("voices", DEFAULT_VOICES).items()}
+        self.voice_settings = self._table("voice_settings", {})
+        self.tag_audio_events = bool(entry.options.get("tag_audio_events", False))
         # Key terms are Scribe v2's; Scribe v1 has none.
         default_prompt = "keyterms" if self.model.startswith("scribe_v2") else "ignore"
-        self.prompt_as = str(options.get("prompt_as", default_prompt))
+        self.prompt_as = str(entry.options.get("prompt_as", default_prompt))
         if self.prompt_as not in PROMPT_MODES:
-            raise CatalogError(f'[models."{entry.id}"] options.prompt_as: one of {PROMPT_MODES}')
-        formats = {**DEFAULT_OUTPUT_FORMATS, **options.get("output_formats", {})}
+            raise self._misconfigured("prompt_as", f"must be one of {PROMPT_MODES}")
+        formats = {**DEFAULT_OUTPUT_FORMATS, **self._table("output_formats", {})}
         try:
             self._plans = {name: output_plan(name, str(fmt)) for name, fmt in formats.items()}
         except ValueError as exc:
-            raise CatalogError(f'[models."{entry.id}"] options.output_formats: {exc}') from None
+            raise self._misconfigured("output_formats", str(exc)) from None
+
+    def _misconfigured(self, option: str, problem: str) -> CatalogError:
+        return CatalogError(f'[models."{self.entry.id}"] options.{option}: {problem}')
+
+    def _table(self, option: str, default: dict[str, Any]) -> dict[str, Any]:
+        value = self.entry.options.get(option, default)
+        if not isinstance(value, dict):
+            raise self._misconfigured(option, "must be a table")
+        return dict(value)
 
     @property
     def label(self) -> str:
