@@ -15,6 +15,13 @@ CASCADE = 'provider = "cascade"\ntarget = "local/smollm2-135m-instruct"\n'
 FAULT_REPLY = "Hello from the fault server."  # what the fault server's chat model answers
 
 
+def cascade_system_prompt() -> str:
+    """What local/audio-chat tells its text model first (options.system_prompt)."""
+    from gateway.catalog import catalog
+
+    return catalog().get("local/audio-chat").options["system_prompt"]
+
+
 def catalog_asking(server: FaultServer) -> str:
     """The default catalog, but local/audio-chat's text model is `server`'s chat model."""
     text = Path(settings.AROUTER_CATALOG).read_text()

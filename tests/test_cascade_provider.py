@@ -8,7 +8,7 @@ import pytest
 from gateway.catalog import catalog
 from gateway.providers import provider_for
 from gateway.providers.base import ChatJob, ChatReply, Spoken, TextMessage
-from tests.cascade_text_model import text_model_on_fault_server
+from tests.cascade_text_model import cascade_system_prompt, text_model_on_fault_server
 
 
 @pytest.mark.engines
@@ -23,8 +23,11 @@ async def test_converse_speaks_each_sentence_and_ends_with_the_reply(tmp_path):
         cascade = provider_for(catalog().get("local/audio-chat"))
         events = [event async for event in cascade.converse(job, "alloy")]
         (sent,) = asked()
-    # The text model was asked the job itself, once.
-    assert sent["messages"] == [{"role": "user", "content": "Tell me about the sea."}]
+    # The text model was asked the job itself, once, after the cascade's system prompt.
+    assert sent["messages"] == [
+        {"role": "system", "content": cascade_system_prompt()},
+        {"role": "user", "content": "Tell me about the sea."},
+    ]
     assert (sent["max_tokens"], sent["temperature"], sent["seed"]) == (30, 0.7, 3)
     *body, reply = events
     assert isinstance(reply, ChatReply)
@@ -36,6 +39,27 @@ async def test_converse_speaks_each_sentence_and_ends_with_the_reply(tmp_path):
     assert all(len(s.pcm) % 2 == 0 and s.seconds > 0 for s in spoken)
     # Text arrives before the audio that speaks it.
     assert isinstance(body[0], str)
+
+
+async def test_the_system_prompt_comes_before_the_clients_own(tmp_path):
+    job = ChatJob(
+        messages=[
+            TextMessage("system", "Speak like a pirate."),
+            TextMessage("user", "Hi."),
+            TextMessage("system", "Be brief."),
+        ],
+        max_tokens=4,
+    )
+    with text_model_on_fault_server(tmp_path) as asked:
+        cascade = provider_for(catalog().get("local/audio-chat"))
+        await cascade.complete(job)
+        (sent,) = asked()
+    # One leading system turn: the cascade's prompt, then the client's; the rest untouched.
+    assert sent["messages"] == [
+        {"role": "system", "content": f"{cascade_system_prompt()}\n\nSpeak like a pirate."},
+        {"role": "user", "content": "Hi."},
+        {"role": "system", "content": "Be brief."},
+    ]
 
 
 @pytest.mark.engines

@@ -331,7 +331,7 @@ async def test_stored_audio_reply_resolves_only_for_its_team(api_key, outsider_k
         )
         assert ok.status_code == 200, ok.content
         (sent,) = asked()
-        assert sent["messages"][1] == {"role": "assistant", "content": "Paris is the capital."}
+        assert sent["messages"][-2] == {"role": "assistant", "content": "Paris is the capital."}
         foreign = await AsyncClient().post(
             URL,
             data=json.dumps(body),

@@ -13,6 +13,7 @@ from gateway.catalog import catalog
 from gateway.providers import provider_for
 from gateway.providers.base import ChatJob, ChatModel, ChatReply, TextMessage
 from gateway.providers.llama import model_path, transcript_prompt
+from tests.cascade_text_model import cascade_system_prompt
 
 pytestmark = pytest.mark.engines
 
@@ -49,10 +50,6 @@ def job(text: str = "Count: one, two, three,", **kwargs) -> ChatJob:
     kwargs.setdefault("max_tokens", 8)
     kwargs.setdefault("temperature", 0)
     return ChatJob(messages=[TextMessage("user", text)], **kwargs)
-
-
-def cascade_system_prompt() -> str:
-    return catalog().get("local/audio-chat").options["system_prompt"]
 
 
 def chatml_tokens(vocabulary: Llama, *pieces: tuple[str, bool]) -> int:
