@@ -18,7 +18,7 @@ import openai
 import pytest
 
 from core.errors import OpenAIError
-from gateway.catalog import catalog
+from gateway.catalog import CatalogError, catalog
 from gateway.providers import provider_for
 from gateway.providers.attempts import start_attempt_log
 from gateway.providers.base import (
@@ -72,6 +72,27 @@ def deepgram_catalog(fake: FakeDeepgram) -> str:
     text += deepgram_model("ok/aura-own-voices", "speech", "dg-ok", "aura-2", price=tts_price,
                            options={"voices": {"alloy": "aura-asteria-en",
                                                "narrator": "aura-2-nope-xx1"}})  # fmt: skip
+    text += deepgram_model(
+        "ok/nova-3-multi",
+        "transcription",
+        "dg-ok",
+        "nova-3",
+        options={
+            "language": "multi",
+            "prompt_terms": "none",
+            "query": {"numerals": True, "tag": ["a", "b"]},
+        },
+    )
+    for option, value in (
+        ("prompt_terms", "sometimes"),
+        ("voices", "alloy"),
+        ("query", 1),
+        ("max_input_characters", 50),
+        ("language", 7),
+    ):
+        text += deepgram_model(
+            f"bad/{option}", "speech", "dg-ok", "aura-2", options={option: value}
+        )
     text += upstream_table("dg-badkey", fake.url("ok"), WRONG_KEY_ENV, **fast)
     text += deepgram_model("badkey/nova-3", "transcription", "dg-badkey", "nova-3")
     text += deepgram_model("badkey/aura-2", "speech", "dg-badkey", "aura-2")
@@ -203,6 +224,24 @@ def test_the_prompt_becomes_keyterms_for_nova_3_and_keywords_for_nova_2(openai_c
     assert nova_2.query["keywords"] == ["Acme", "Zorblax", "Kubernetes"]
     assert "keywords" not in nova_3.query
     assert "keyterm" not in nova_2.query
+
+
+async def test_catalog_options_add_deepgram_parameters(deepgram):
+    job = TranscriptionJob(upload=AudioUpload(WAV, "call.wav"), prompt="Acme, Zorblax")
+    await provider("ok/nova-3-multi").transcribe(job)
+    [seen] = deepgram.seen("ok")
+    assert seen.query["language"] == ["multi"]
+    assert (seen.query["numerals"], seen.query["tag"]) == (["true"], ["a", "b"])
+    assert "keyterm" not in seen.query
+    assert "detect_language" not in seen.query
+
+
+@pytest.mark.parametrize(
+    "option", ["prompt_terms", "voices", "query", "max_input_characters", "language"]
+)
+def test_options_it_cannot_follow_are_catalog_errors(deepgram, option):
+    with pytest.raises(CatalogError, match=f"options.{option}"):
+        provider(f"bad/{option}")
 
 
 def test_streamed_transcription_sends_each_utterance_then_done(openai_client, deepgram):

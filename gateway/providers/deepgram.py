@@ -66,7 +66,7 @@ from gateway.audio import transcode
 from gateway.audio.encode import OUTPUT_RATE, StreamEncoder
 from gateway.audio.languages import language_name, whisper_code
 from gateway.audio.sentences import MAX_PIECE_CHARS, split_pieces
-from gateway.catalog import ModelEntry, catalog
+from gateway.catalog import CatalogError, ModelEntry, catalog
 from gateway.providers.base import (
     AudioUpload,
     Segment,
@@ -116,6 +116,7 @@ SPEED_RANGE = (0.7, 1.5)
 # Aura sends its character count in one of these (Aura-2's, then Aura-1's).
 CHARACTER_HEADERS = ("x-dg-characters", "dg-char-count")
 _TERM_SEPARATORS = re.compile(r"[,;\n]+")
+PROMPT_PARAMETERS = ("keyterm", "keywords", "none")
 MAX_PROMPT_TERMS = 100
 
 
@@ -319,8 +320,8 @@ def _upload_content_type(upload: AudioUpload) -> str:
 
 
 def speech_parts(text: str, limit: int) -> list[str]:
-    """`text` cut at sentence (or clause, or word) ends into parts of at most `limit`."""
-    limit = max(limit, MAX_PIECE_CHARS)
+    """`text` cut at sentence (or clause, or word) ends into parts of at most `limit`
+    (at least MAX_PIECE_CHARS, the longest piece the splitter makes)."""
     parts: list[str] = []
     start = end = None
     for piece in split_pieces(text):
@@ -386,14 +387,30 @@ class DeepgramProvider:
         self.entry = entry
         self.client = client_for(catalog().upstreams[entry.upstream], DEEPGRAM)
         self.model = entry.target
-        options = entry.options
-        self.default_language = options.get("language")
+        language = entry.options.get("language")
+        if language is not None and not isinstance(language, str):
+            raise self._misconfigured("language", "must be a string such as 'multi'")
+        self.default_language = language
         self.prompt_parameter = str(
-            options.get("prompt_terms") or _default_prompt_parameter(self.model)
+            entry.options.get("prompt_terms") or _default_prompt_parameter(self.model)
         )
-        self.extra_query = dict(options.get("query", {}))
-        self._voices = dict(options.get("voices", DEFAULT_VOICES))
-        self.max_input_characters = int(options.get("max_input_characters", AURA_MAX_CHARACTERS))
+        if self.prompt_parameter not in PROMPT_PARAMETERS:
+            raise self._misconfigured("prompt_terms", f"must be one of {PROMPT_PARAMETERS}")
+        self.extra_query = self._table("query", {})
+        self._voices = {str(k): str(v) for k, v in self._table("voices", DEFAULT_VOICES).items()}
+        limit = entry.options.get("max_input_characters", AURA_MAX_CHARACTERS)
+        if not isinstance(limit, int) or limit < MAX_PIECE_CHARS:
+            raise self._misconfigured("max_input_characters", f"must be at least {MAX_PIECE_CHARS}")
+        self.max_input_characters = limit
+
+    def _misconfigured(self, option: str, problem: str) -> CatalogError:
+        return CatalogError(f'[models."{self.entry.id}"] options.{option}: {problem}')
+
+    def _table(self, option: str, default: dict[str, Any]) -> dict[str, Any]:
+        value = self.entry.options.get(option, default)
+        if not isinstance(value, dict):
+            raise self._misconfigured(option, "must be a table")
+        return dict(value)
 
     @property
     def label(self) -> str:
@@ -412,7 +429,7 @@ class DeepgramProvider:
         query.append(("language", language) if language else ("detect_language", "true"))
         if job.diarize:
             query.append(("diarize", "true"))
-        if self.prompt_parameter in ("keyterm", "keywords"):
+        if self.prompt_parameter != "none":
             query += [(self.prompt_parameter, term) for term in prompt_terms(job.prompt)]
         for name, value in self.extra_query.items():
             query += [(name, v) for v in _query_value(value)]
