@@ -378,3 +378,15 @@ def test_persistent_5xx_is_a_502(openai_client, azure_models):
     assert caught.value.status_code == 502
     assert caught.value.code == "upstream_error"
     assert record_of("azure-v1/chat").attempts == 3
+
+
+def test_a_teams_own_key_is_sent_as_its_api_key(openai_client, azure_models, live_key):
+    from credentials.models import ProviderCredential
+
+    # The catalog's key for this upstream is wrong; the team's own key is the right one.
+    ProviderCredential.store(live_key.api_key.team, "azure-badkey", API_KEY)
+    audio = openai_client.audio.speech.create(
+        model="azure-badkey/tts", voice="alloy", input="Own key.", response_format="pcm"
+    ).read()
+    assert audio
+    assert azure_models.requests[-1].headers["api-key"] == API_KEY

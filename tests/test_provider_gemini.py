@@ -425,3 +425,15 @@ def test_speech_sse_reports_usage(openai_client, gemini_models):
         ]
     assert events[-1]["type"] == "speech.audio.done"
     assert events[-1]["usage"]["cost"] > 0
+
+
+def test_a_teams_own_key_is_sent_as_its_goog_api_key(openai_client, gemini_models, live_key):
+    from credentials.models import ProviderCredential
+
+    # The catalog's key for this upstream is wrong; the team's own key is the right one.
+    ProviderCredential.store(live_key.api_key.team, "gemini-badkey", API_KEY)
+    completion = openai_client.chat.completions.create(
+        model="gemini-badkey/flash", messages=[{"role": "user", "content": "hi"}]
+    )
+    assert completion.choices[0].message.content == "Hello from Gemini."
+    assert gemini_models.requests[-1].headers["x-goog-api-key"] == API_KEY
