@@ -1,24 +1,37 @@
-"""A Transcript in each of OpenAI's response formats: json, text, srt, verbose_json, vtt.
+"""A Transcript in each of OpenAI's response formats: json, text, srt, verbose_json, vtt,
+diarized_json.
 
-Shapes follow OpenAI's `CreateTranscriptionResponseJson`, `...VerboseJson` and
+Shapes follow OpenAI's `CreateTranscriptionResponseJson` (with `logprobs` when the client
+asked `include[]=logprobs`), `...VerboseJson`, `...DiarizedJson` and
 `CreateTranslationResponseJson` schemas: transcriptions carry a duration `usage` object
 (plus our `cost`), translations only what OpenAI's translation objects hold. A streamed
 transcription ends with `transcript.text.done`, whose usage the spec gives only in tokens:
 `token_usage` counts them.
+
+diarized_json renders from any Transcript whose segments carry `speaker` (a diarizing
+provider fills it); the stream of such a request sends `transcript.text.segment` events
+built by `segment_event`.
 """
 
 import math
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any, Literal
 
 from django.http import HttpResponse, JsonResponse
 
+from core.errors import OpenAIError, invalid_param
 from gateway.catalog import ModelEntry
-from gateway.providers.base import Segment, Transcript, Word
+from gateway.providers.base import Segment, TokenLogprob, Transcript, Word
 from gateway.providers.upstream import CHARS_PER_TOKEN
 
-ResponseFormat = Literal["json", "text", "srt", "verbose_json", "vtt"]
-RESPONSE_FORMATS: tuple[ResponseFormat, ...] = ("json", "text", "srt", "verbose_json", "vtt")
+ResponseFormat = Literal["json", "text", "srt", "verbose_json", "vtt", "diarized_json"]
+# Translations have no diarized_json (OpenAI's CreateTranslationRequest lists these five).
+TRANSLATION_FORMATS: tuple[ResponseFormat, ...] = ("json", "text", "srt", "verbose_json", "vtt")
+RESPONSE_FORMATS: tuple[ResponseFormat, ...] = (*TRANSLATION_FORMATS, "diarized_json")
+# A segment a diarizing provider left without a label (it heard no one it could tell
+# apart there): the schema requires a string, and a made-up "A" would be a false claim.
+UNLABELLED_SPEAKER = "unknown"
 Task = Literal["transcribe", "translate"]
 TEXT_CONTENT_TYPE = "text/plain; charset=utf-8"
 # For a model whose catalog entry gives no `audio_tokens_per_second`: Whisper's encoder
@@ -28,6 +41,33 @@ WHISPER_AUDIO_TOKENS_PER_SECOND = 50
 # timestamps segments begin and end with) in its multilingual vocabulary. The English-only
 # vocabulary's start one lower, at its end-of-text token, which no segment holds.
 WHISPER_FIRST_SPECIAL_TOKEN = 50257
+
+
+def format_not_supported(model: str, response_format: str, instead: Sequence[str]) -> OpenAIError:
+    """OpenAI's refusal of a response format the model cannot produce (its words: "...is
+    not compatible with model 'X'. Use 'json' or 'text' instead.")."""
+    quoted = [f"'{name}'" for name in instead]
+    choices = quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+    return invalid_param(
+        f"response_format '{response_format}' is not compatible with model '{model}'. "
+        f"Use {choices} instead.",
+        param="response_format",
+        code="unsupported_value",
+    )
+
+
+def cannot_diarize(model: str) -> OpenAIError:
+    """For a provider that hears no speakers: diarized_json refused, not faked."""
+    return format_not_supported(model, "diarized_json", TRANSLATION_FORMATS)
+
+
+def logprobs_not_supported(model: str) -> OpenAIError:
+    """For a provider that has no token log-probabilities to give for include[]=logprobs."""
+    return invalid_param(
+        f"include[] 'logprobs' is not compatible with model '{model}'.",
+        param="include[]",
+        code="unsupported_value",
+    )
 
 
 def billed_seconds(transcript: Transcript) -> int:
@@ -120,15 +160,55 @@ def _word_json(word: Word) -> dict[str, Any]:
     return {"word": word.word, "start": word.start, "end": word.end}
 
 
+def logprobs_json(logprobs: list[TokenLogprob]) -> list[dict[str, Any]]:
+    """OpenAI's `logprobs` items: `{token, logprob, bytes}` per token."""
+    return [{"token": p.token, "logprob": p.logprob, "bytes": p.bytes} for p in logprobs]
+
+
+def segment_id(segment: Segment) -> str:
+    """A diarized segment's string id (OpenAI writes `seg_001`); deltas name it too."""
+    return f"seg_{segment.id:03d}"
+
+
+def segment_event(segment: Segment) -> dict[str, Any]:
+    """One diarized segment: an item of diarized_json's `segments`, and the
+    `transcript.text.segment` event of a diarized stream (the same object in the spec)."""
+    return {
+        "type": "transcript.text.segment",
+        "id": segment_id(segment),
+        "start": segment.start,
+        "end": segment.end,
+        "text": segment.text.strip(),
+        "speaker": segment.speaker or UNLABELLED_SPEAKER,
+    }
+
+
+def to_diarized_json(transcript: Transcript, usage: dict[str, Any] | None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "task": "transcribe",
+        "duration": round(transcript.duration, 3),
+        "text": transcript.text,
+        "segments": [segment_event(s) for s in transcript.segments],
+    }
+    if usage is not None:
+        body["usage"] = usage
+    return body
+
+
 def to_json(
     transcript: Transcript,
     response_format: ResponseFormat,
     task: Task,
     usage: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    """The JSON body for `json` or `verbose_json` (usage only for transcriptions)."""
+    """The JSON body for `json`, `verbose_json` or `diarized_json` (usage only for
+    transcriptions; `logprobs` in `json` when the transcript has them, i.e. was asked)."""
+    if response_format == "diarized_json":
+        return to_diarized_json(transcript, usage)
     if response_format == "json":
         body: dict[str, Any] = {"text": transcript.text}
+        if transcript.logprobs is not None:
+            body["logprobs"] = logprobs_json(transcript.logprobs)
     else:
         body = {
             "task": task,
@@ -151,7 +231,7 @@ def render(
     usage: dict[str, Any] | None = None,
 ) -> HttpResponse:
     """The HTTP response OpenAI gives for this transcript in `response_format`."""
-    if response_format in ("json", "verbose_json"):
+    if response_format in ("json", "verbose_json", "diarized_json"):
         return JsonResponse(to_json(transcript, response_format, task, usage))
     if response_format == "text":
         body = transcript.text + "\n"

@@ -141,3 +141,93 @@ def test_token_usage_counts_audio_heard_and_text_tokens_decoded():
     untokenized = replace(TRANSCRIPT, segments=[replace(s, tokens=[]) for s in TRANSCRIPT.segments])
     usage = token_usage(untokenized, slower, Decimal(0))
     assert (usage["input_tokens"], usage["output_tokens"]) == (45_780, 5)  # 17 chars / 4
+
+
+# --- diarized_json and logprobs -------------------------------------------------------------
+
+
+def _spoken(index: int, start: float, end: float, text: str, speaker: str | None) -> Segment:
+    from dataclasses import replace
+
+    return replace(_segment(index, start, end, text), speaker=speaker)
+
+
+DIARIZED = Transcript(
+    text="Thanks for calling. Hi, I need help.",
+    language="english",
+    duration=12.84,
+    segments=[
+        _spoken(0, 0.0, 5.2, "Thanks for calling.", "agent"),
+        _spoken(1, 5.2, 12.8, " Hi, I need help.", "A"),
+        _spoken(2, 12.8, 12.84, "", None),
+    ],
+)
+
+
+def test_diarized_json_is_openais_object_from_any_transcript_with_speakers():
+    from tests.openai_contract import assert_matches
+
+    usage = duration_usage(billed_seconds(DIARIZED), Decimal("0.0013"))
+    response = render(DIARIZED, "diarized_json", "transcribe", usage)
+    assert response["Content-Type"] == "application/json"
+    body = json.loads(response.content)
+    assert_matches("CreateTranscriptionResponseDiarizedJson", body, extras=["usage.cost"])
+    assert list(body) == ["task", "duration", "text", "segments", "usage"]
+    assert (body["task"], body["duration"], body["text"]) == ("transcribe", 12.84, DIARIZED.text)
+    assert body["segments"] == [
+        {"type": "transcript.text.segment", "id": "seg_000", "start": 0.0, "end": 5.2,
+         "text": "Thanks for calling.", "speaker": "agent"},
+        {"type": "transcript.text.segment", "id": "seg_001", "start": 5.2, "end": 12.8,
+         "text": "Hi, I need help.", "speaker": "A"},
+        # A segment the provider could not attribute says so rather than inventing "A".
+        {"type": "transcript.text.segment", "id": "seg_002", "start": 12.8, "end": 12.84,
+         "text": "", "speaker": "unknown"},
+    ]  # fmt: skip
+    assert body["usage"] == {"type": "duration", "seconds": 13, "cost": 0.0013}
+
+
+def test_json_carries_logprobs_only_when_the_transcript_has_them():
+    from dataclasses import replace
+
+    from gateway.providers.base import TokenLogprob
+    from tests.openai_contract import assert_matches
+
+    tokens = [
+        TokenLogprob(" Hello", -0.01, [32, 72, 101, 108, 108, 111]),
+        TokenLogprob(".", -0.5, [46]),
+    ]
+    usage = {"type": "duration", "seconds": 4, "cost": 0.0}
+    body = json.loads(
+        render(replace(TRANSCRIPT, logprobs=tokens), "json", "transcribe", usage).content
+    )
+    assert_matches("CreateTranscriptionResponseJson", body, extras=["usage.cost"])
+    assert list(body) == ["text", "logprobs", "usage"]
+    assert body["logprobs"] == [
+        {"token": " Hello", "logprob": -0.01, "bytes": [32, 72, 101, 108, 108, 111]},
+        {"token": ".", "logprob": -0.5, "bytes": [46]},
+    ]
+    assert "logprobs" not in json.loads(render(TRANSCRIPT, "json", "transcribe", usage).content)
+    # Asked but empty (silence): an empty list, as asked, not a missing field.
+    silent = replace(TRANSCRIPT, text="", segments=[], logprobs=[])
+    assert json.loads(render(silent, "json", "transcribe").content)["logprobs"] == []
+
+
+def test_refusals_for_what_a_model_cannot_produce_are_openais_words():
+    from gateway.transcripts import cannot_diarize, format_not_supported, logprobs_not_supported
+
+    error = format_not_supported("gpt-4o-transcribe", "verbose_json", ["json", "text"])
+    assert error.body()["error"] == {
+        "message": "response_format 'verbose_json' is not compatible with model "
+        "'gpt-4o-transcribe'. Use 'json' or 'text' instead.",
+        "type": "invalid_request_error",
+        "param": "response_format",
+        "code": "unsupported_value",
+    }
+    assert cannot_diarize("local/whisper-base").message == (
+        "response_format 'diarized_json' is not compatible with model 'local/whisper-base'. "
+        "Use 'json', 'text', 'srt', 'verbose_json' or 'vtt' instead."
+    )
+    assert (logprobs_not_supported("x").param, logprobs_not_supported("x").status) == (
+        "include[]",
+        400,
+    )

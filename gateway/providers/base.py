@@ -58,6 +58,18 @@ class TranscriptionJob:
     diarize: bool = False
     known_speakers: tuple["KnownSpeaker", ...] = ()
     include_logprobs: bool = False  # include[]=logprobs: fill Transcript.logprobs
+    # chunking_strategy: "auto", server_vad settings, or None (the client sent none).
+    chunking_strategy: "Literal['auto'] | ServerVad | None" = None
+
+
+@dataclass(frozen=True)
+class ServerVad:
+    """chunking_strategy={"type": "server_vad", ...}: where voice activity detection cuts
+    the audio (OpenAI's defaults for the fields a client leaves out)."""
+
+    prefix_padding_ms: int = 300
+    silence_duration_ms: int = 200
+    threshold: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -90,6 +102,7 @@ class Segment:
     no_speech_prob: float
     words: list[Word] = field(default_factory=list)
     speaker: str | None = None  # diarization's label ("A", "B", or a known speaker's name)
+    logprobs: "list[TokenLogprob] | None" = None  # this segment's tokens (include[]=logprobs)
 
 
 @dataclass(frozen=True)

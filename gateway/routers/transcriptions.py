@@ -7,8 +7,15 @@ it (`timestamp_granularities[]` arrives with its brackets) and an oversized file
 `stream=true` (transcriptions only, as in OpenAI) answers `text/event-stream`: one
 `transcript.text.delta` per segment the moment Whisper decodes it, then
 `transcript.text.done` with the whole text and token usage (the only usage the spec gives
-that event; the json answer keeps the duration usage). The ledger row is written once per
-request however it ends: answered, refused, failed, or abandoned mid-stream.
+that event; the json answer keeps the duration usage). With `response_format=diarized_json`
+each segment's delta names its `segment_id` and is followed by its
+`transcript.text.segment` event (speaker, start, end); with `include[]=logprobs` deltas and
+the done event carry their tokens' `logprobs`. The ledger row is written once per request
+however it ends: answered, refused, failed, or abandoned mid-stream.
+
+What a model cannot produce is refused by its provider with OpenAI's 400 (local Whisper
+hears no speakers: diarized_json is `unsupported_value` there), never answered in another
+shape; the newer fields are checked in `transcription_options`.
 """
 
 import asyncio
@@ -31,18 +38,24 @@ from gateway.lifecycle import MeteredCall
 from gateway.providers import provider_for
 from gateway.providers.base import (
     AudioUpload,
+    KnownSpeaker,
     Segment,
     Transcriber,
     Transcript,
     TranscriptionJob,
 )
+from gateway.routers import transcription_options as options
 from gateway.sse import sse_event
 from gateway.transcripts import (
     RESPONSE_FORMATS,
+    TRANSLATION_FORMATS,
     ResponseFormat,
     billed_seconds,
     duration_usage,
+    logprobs_json,
     render,
+    segment_event,
+    segment_id,
     token_usage,
 )
 from usage.ledger import Metered
@@ -69,6 +82,13 @@ class SpeechToTextForm:
     language: str | None
     granularities: tuple[str, ...]
     stream: bool
+    include_logprobs: bool = False
+    chunking_strategy: options.ChunkingStrategy = None
+    known_speakers: tuple[KnownSpeaker, ...] = ()
+
+    @property
+    def diarized(self) -> bool:
+        return self.response_format == "diarized_json"
 
 
 def _missing(param: str) -> OpenAIError:
@@ -121,12 +141,15 @@ def _temperature(request: HttpRequest) -> float:
     return value
 
 
-def _response_format(request: HttpRequest) -> ResponseFormat:
+def _response_format(
+    request: HttpRequest, task: Literal["transcribe", "translate"]
+) -> ResponseFormat:
     value = _text_field(request, "response_format") or "json"
-    if value not in RESPONSE_FORMATS:
+    supported = RESPONSE_FORMATS if task == "transcribe" else TRANSLATION_FORMATS
+    if value not in supported:
         raise invalid_param(
             f"Invalid value for 'response_format': {value!r}. Supported values are: "
-            f"{', '.join(RESPONSE_FORMATS)}.",
+            f"{', '.join(supported)}.",
             param="response_format",
             code="invalid_value",
         )
@@ -198,19 +221,36 @@ def parse_form(request: HttpRequest, task: Literal["transcribe", "translate"]) -
     upload = _read_upload(request)
     if model is None:
         raise _missing("model")
-    response_format = _response_format(request)
-    transcribing = task == "transcribe"
-    return SpeechToTextForm(
+    response_format = _response_format(request, task)
+    if task == "translate":
+        # Translations have no `language` (the output is English), never stream, and take
+        # none of the transcription-only fields (OpenAI's CreateTranslationRequest).
+        return SpeechToTextForm(
+            model=model,
+            upload=upload,
+            response_format=response_format,
+            temperature=_temperature(request),
+            prompt=request.POST.get("prompt") or None,
+            language=None,
+            granularities=(),
+            stream=False,
+        )
+    form = SpeechToTextForm(
         model=model,
         upload=upload,
         response_format=response_format,
         temperature=_temperature(request),
         prompt=request.POST.get("prompt") or None,
-        # Translations have no `language` (the output is English) and never stream.
-        language=_text_field(request, "language") if transcribing else None,
-        granularities=_granularities(request, response_format) if transcribing else (),
-        stream=_stream(request) if transcribing else False,
+        language=_text_field(request, "language"),
+        granularities=_granularities(request, response_format),
+        stream=_stream(request),
+        include_logprobs=options.include_logprobs(request, response_format),
+        chunking_strategy=options.chunking_strategy(request),
+        known_speakers=options.known_speakers(request, response_format),
     )
+    if form.diarized and form.chunking_strategy is None:
+        options.require_chunking_for_long_diarization(upload)
+    return form
 
 
 def _transcriber(entry: ModelEntry) -> Transcriber:
@@ -233,8 +273,39 @@ def _stream_error(error: OpenAIError) -> bytes:
     return sse_event({"type": "error", **error.body()})
 
 
+def _delta_text(segment: Segment, sent_so_far: str, diarized: bool) -> str:
+    """What a segment adds to the text: Whisper's segments begin with their own space;
+    a diarizing provider's are bare utterances, joined by one."""
+    if not sent_so_far:
+        return segment.text.lstrip()
+    if diarized and not sent_so_far[-1].isspace() and not segment.text[:1].isspace():
+        return " " + segment.text
+    return segment.text
+
+
+def _delta_event(segment: Segment, delta: str, form: SpeechToTextForm) -> dict[str, Any]:
+    event: dict[str, Any] = {"type": "transcript.text.delta", "delta": delta}
+    if form.include_logprobs:
+        event["logprobs"] = logprobs_json(segment.logprobs or [])
+    if form.diarized:
+        event["segment_id"] = segment_id(segment)
+    return event
+
+
+def _done_event(transcript: Transcript, form: SpeechToTextForm, call: MeteredCall) -> dict:
+    _meter(call, transcript)  # billed by the minute, reported as the spec's tokens
+    event: dict[str, Any] = {"type": "transcript.text.done", "text": transcript.text}
+    if form.include_logprobs:
+        event["logprobs"] = logprobs_json(transcript.logprobs or [])
+    event["usage"] = token_usage(transcript, call.entry, call.cost)
+    return event
+
+
 async def _events(
-    items: AsyncIterator[Segment | Transcript], first: Segment | Transcript, call: MeteredCall
+    items: AsyncIterator[Segment | Transcript],
+    first: Segment | Transcript,
+    call: MeteredCall,
+    form: SpeechToTextForm,
 ) -> AsyncIterator[bytes]:
     """SSE for a transcription stream, metered however it ends.
 
@@ -242,20 +313,20 @@ async def _events(
     to then: the end of the last segment it was sent, rounded up to the second.
     """
     item: Segment | Transcript | None = first
-    sent_any = False
+    sent = ""
     heard_until = 0.0
     try:
         while item is not None:
             if isinstance(item, Transcript):
-                _meter(call, item)  # billed by the minute, reported as the spec's tokens
-                usage = token_usage(item, call.entry, call.cost)
-                yield sse_event({"type": "transcript.text.done", "text": item.text, "usage": usage})
+                yield sse_event(_done_event(item, form, call))
             else:
-                heard_until = item.end
-                delta = item.text if sent_any else item.text.lstrip()
+                heard_until = max(heard_until, item.end)
+                delta = _delta_text(item, sent, form.diarized)
                 if delta:
-                    sent_any = True
-                    yield sse_event({"type": "transcript.text.delta", "delta": delta})
+                    sent += delta
+                    yield sse_event(_delta_event(item, delta, form))
+                if form.diarized:
+                    yield sse_event(segment_event(item))
             item = await anext(items, None)
     finally:
         # Also reached when the client disconnects: closing the provider's stream stops
@@ -285,6 +356,10 @@ async def _speech_to_text(
             prompt=form.prompt,
             temperature=form.temperature,
             word_timestamps="word" in form.granularities,
+            diarize=form.diarized,
+            known_speakers=form.known_speakers,
+            include_logprobs=form.include_logprobs,
+            chunking_strategy=form.chunking_strategy,
         )
         if form.stream:
             items = transcriber.stream_transcription(job)
@@ -296,7 +371,7 @@ async def _speech_to_text(
                 await items.aclose()
                 raise
             return await call.streaming(
-                _events(items, first, call), "text/event-stream", on_error=_stream_error
+                _events(items, first, call, form), "text/event-stream", on_error=_stream_error
             )
         transcript = await transcriber.transcribe(job)
         usage = _meter(call, transcript)
@@ -322,6 +397,25 @@ _FORM_SCHEMA = {
                             "items": {"type": "string", "enum": list(GRANULARITIES)},
                         },
                         "stream": {"type": "boolean"},
+                        "include[]": {
+                            "type": "array",
+                            "items": {"type": "string", "enum": list(options.INCLUDABLE)},
+                        },
+                        "chunking_strategy": {
+                            "description": '"auto", or a server_vad object as JSON',
+                            "type": "string",
+                            "example": "auto",
+                        },
+                        "known_speaker_names[]": {
+                            "type": "array",
+                            "maxItems": options.MAX_KNOWN_SPEAKERS,
+                            "items": {"type": "string"},
+                        },
+                        "known_speaker_references[]": {
+                            "type": "array",
+                            "maxItems": options.MAX_KNOWN_SPEAKERS,
+                            "items": {"type": "string", "description": "a data: URL of audio"},
+                        },
                     },
                 }
             }
@@ -330,10 +424,18 @@ _FORM_SCHEMA = {
     }
 }
 _TRANSLATION_SCHEMA = json.loads(json.dumps(_FORM_SCHEMA))
-for _name in ("language", "timestamp_granularities[]", "stream"):
-    del _TRANSLATION_SCHEMA["requestBody"]["content"]["multipart/form-data"]["schema"][
-        "properties"
-    ][_name]
+_TRANSLATION_FIELDS = _TRANSLATION_SCHEMA["requestBody"]["content"]["multipart/form-data"]["schema"]
+for _name in (
+    "language",
+    "timestamp_granularities[]",
+    "stream",
+    "include[]",
+    "chunking_strategy",
+    "known_speaker_names[]",
+    "known_speaker_references[]",
+):
+    del _TRANSLATION_FIELDS["properties"][_name]
+_TRANSLATION_FIELDS["properties"]["response_format"]["enum"] = list(TRANSLATION_FORMATS)
 
 
 @router.post(

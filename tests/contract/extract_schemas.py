@@ -18,6 +18,7 @@ SOURCE_PATH = "openapi.json"
 ROOTS = (
     "CreateTranscriptionResponseJson",
     "CreateTranscriptionResponseVerboseJson",
+    "CreateTranscriptionResponseDiarizedJson",
     "CreateTranscriptionResponseStreamEvent",
     "TranscriptTextDeltaEvent",
     "TranscriptTextDoneEvent",
