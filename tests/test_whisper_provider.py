@@ -193,3 +193,56 @@ def test_preload_loads_the_named_models_in_the_background(settings):
         start_preload()
     settings.AROUTER_PRELOAD = []
     assert start_preload() is None
+
+
+# --- include[]=logprobs, chunking_strategy, diarization -------------------------------------
+
+
+async def test_logprobs_are_each_text_token_as_decoded(base, english_wav):
+    transcript = await base.transcribe(job(english_wav, include_logprobs=True))
+    assert heard_error_rate(english_wav.text, transcript.text) <= MAX_ERROR, transcript.text
+    logprobs = transcript.logprobs
+    # Text tokens only (no timestamps, no end of text): together they spell the transcript.
+    assert "".join(p.token for p in logprobs).strip() == transcript.text
+    assert all(bytes(p.bytes).decode() == p.token for p in logprobs)  # plain English
+    assert all(p.logprob <= 0 for p in logprobs)
+    # Greedy decoding of clean speech writes tokens the model was sure of, nearly all.
+    assert sum(p.logprob for p in logprobs) / len(logprobs) > -0.5
+    assert sum(p.logprob > -1.0 for p in logprobs) >= 0.9 * len(logprobs)
+    # Each segment holds its own tokens' log-probabilities (a stream sends them per delta).
+    for segment in transcript.segments:
+        assert "".join(p.token for p in segment.logprobs) == segment.text
+    assert logprobs == [p for s in transcript.segments for p in s.logprobs]
+
+
+async def test_logprobs_only_when_asked_and_with_every_streamed_segment(base, english_wav):
+    plain = await base.transcribe(job(english_wav))
+    assert plain.logprobs is None
+    assert all(s.logprobs is None for s in plain.segments)
+    *segments, transcript = [
+        item async for item in base.stream_transcription(job(english_wav, include_logprobs=True))
+    ]
+    assert all(s.logprobs for s in segments)
+    assert transcript.logprobs == [p for s in segments for p in s.logprobs]
+
+
+async def test_server_vad_settings_cut_the_audio(base, english_wav):
+    from gateway.providers.base import ServerVad
+
+    for strategy in ("auto", ServerVad(), ServerVad(300, 500, 0.3)):
+        transcript = await base.transcribe(job(english_wav, chunking_strategy=strategy))
+        assert heard_error_rate(english_wav.text, transcript.text) <= MAX_ERROR, strategy
+    # A threshold no speech reaches: the VAD keeps nothing, so nothing is heard.
+    deaf = await base.transcribe(job(english_wav, chunking_strategy=ServerVad(threshold=1.0)))
+    assert deaf.text == ""
+
+
+async def test_diarization_is_refused_not_faked(base, english_wav):
+    with pytest.raises(OpenAIError) as caught:
+        await base.transcribe(job(english_wav, diarize=True))
+    error = caught.value
+    assert (error.status, error.param, error.code) == (400, "response_format", "unsupported_value")
+    assert "'diarized_json' is not compatible with model 'local/whisper-base'" in error.message
+    with pytest.raises(OpenAIError):
+        async for _ in base.stream_transcription(job(english_wav, diarize=True)):
+            pass

@@ -11,6 +11,13 @@ The catalog `target` says which weights to load:
   id faster-whisper knows (`large-v3`, `Systran/faster-whisper-large-v3`) already in the
   Hugging Face cache. Downloading is off unless the entry sets `options.allow_download`.
 
+Served here beyond plain text: `include[]=logprobs` gives true per-token log-probabilities
+(read from CTranslate2's logits, see `whisper_logprobs`; such a request is decoded greedily,
+beam size 1, the one search that returns them); a `chunking_strategy` server_vad object
+sets the Silero VAD that cuts the audio (threshold, silence length, padding), and `auto`
+is the default VAD. Diarization is not: Whisper hears words, not who says them, so
+diarized_json is refused with OpenAI's 400.
+
 The model loads on first use (or at start-up through AROUTER_PRELOAD), once per process:
 `provider_for` shares one instance per routed model, so aliases share the weights too. Work
 runs on a thread pool of `settings.AROUTER_ENGINE_CONCURRENCY` workers, never on the event
@@ -36,7 +43,9 @@ from core.errors import OpenAIError, invalid_param
 from gateway.audio.decode import SAMPLE_RATE, decode_audio
 from gateway.audio.languages import language_name, whisper_code
 from gateway.catalog import ModelEntry
-from gateway.providers.base import Segment, Transcript, TranscriptionJob, Word
+from gateway.providers.base import Segment, ServerVad, Transcript, TranscriptionJob, Word
+from gateway.providers.whisper_logprobs import TokenScores, recording, scoring_model_class
+from gateway.transcripts import cannot_diarize
 
 logger = logging.getLogger(__name__)
 
@@ -171,12 +180,10 @@ class WhisperProvider:
             return model
         with self._load_lock:
             if self._model is None:
-                from faster_whisper import WhisperModel
-
                 source = self.model_source()
                 started = time.monotonic()
                 try:
-                    self._model = WhisperModel(
+                    self._model = scoring_model_class()(
                         source,
                         device="cpu",
                         compute_type=self.compute_type,
@@ -234,6 +241,8 @@ class WhisperProvider:
 
     def _language(self, job: TranscriptionJob) -> str | None:
         """The Whisper language code to force, after the checks a request must pass."""
+        if job.diarize:
+            raise cannot_diarize(self.entry.id)  # Whisper hears words, not who says them
         if job.task == "translate" and self.english_only:
             raise invalid_param(
                 f"The model `{self.entry.id}` is English-only and cannot translate; "
@@ -266,38 +275,63 @@ class WhisperProvider:
             return FALLBACK_TEMPERATURES
         return (temperature,)
 
+    def _decoding(self, job: TranscriptionJob) -> dict[str, Any]:
+        """faster-whisper's search and VAD options for this job."""
+        options: dict[str, Any] = {
+            # CTranslate2 returns each step's logits for greedy search, not beam search.
+            "beam_size": 1 if job.include_logprobs else self.beam_size,
+            "vad_filter": self.vad_filter,
+        }
+        vad = job.chunking_strategy
+        if isinstance(vad, ServerVad):  # the client's own VAD settings ("auto": ours)
+            options["vad_filter"] = True
+            options["vad_parameters"] = {
+                "threshold": vad.threshold,
+                "min_silence_duration_ms": vad.silence_duration_ms,
+                "speech_pad_ms": vad.prefix_padding_ms,
+            }
+        elif vad == "auto":
+            options["vad_filter"] = True
+        return options
+
     def _run(
         self, job: TranscriptionJob, language: str | None, stop: threading.Event
     ) -> Iterator[Segment | Transcript]:
         """Worker-thread generator: each Segment as Whisper decodes it, then the Transcript."""
         self._begin()
+        # The whole generator runs on this one worker thread, so its decodes are recorded
+        # on the thread and never mixed with another request's.
+        scores = TokenScores() if job.include_logprobs else None
         try:
-            audio = decode_audio(job.upload.source)
-            model = self.load()
-            pieces, info = model.transcribe(
-                audio.samples,
-                language=language,
-                task=job.task,
-                initial_prompt=job.prompt or None,
-                temperature=self._temperatures(job.temperature),
-                beam_size=self.beam_size,
-                word_timestamps=job.word_timestamps,
-                vad_filter=self.vad_filter,
-            )
-            segments: list[Segment] = []
-            for piece in pieces:  # lazy: each step decodes the next 30 s window
-                segment = _segment(piece, len(segments))
-                segments.append(segment)
-                yield segment
-                if stop.is_set():  # the client left: decode nothing more
-                    return
+            with recording(scores):
+                audio = decode_audio(job.upload.source)
+                model = self.load()
+                pieces, info = model.transcribe(
+                    audio.samples,
+                    language=language,
+                    task=job.task,
+                    initial_prompt=job.prompt or None,
+                    temperature=self._temperatures(job.temperature),
+                    word_timestamps=job.word_timestamps,
+                    **self._decoding(job),
+                )
+                segments: list[Segment] = []
+                for piece in pieces:  # lazy: each step decodes the next 30 s window
+                    logprobs = scores.of(list(piece.tokens)) if scores is not None else None
+                    segment = _segment(piece, len(segments), logprobs)
+                    segments.append(segment)
+                    yield segment
+                    if stop.is_set():  # the client left: decode nothing more
+                        return
             words = [w for s in segments for w in s.words] if job.word_timestamps else None
+            logprobs = [p for s in segments for p in s.logprobs or []]
             yield Transcript(
                 text="".join(s.text for s in segments).strip(),
                 language=language_name("en" if job.task == "translate" else info.language),
                 duration=len(audio.samples) / SAMPLE_RATE,
                 segments=segments,
                 words=words,
+                logprobs=logprobs if job.include_logprobs else None,
             )
         finally:
             self._end()
@@ -352,7 +386,7 @@ def _word(raw) -> Word:
     return Word(word=raw.word.strip(), start=start, end=end)
 
 
-def _segment(raw, index: int) -> Segment:
+def _segment(raw, index: int, logprobs: list | None = None) -> Segment:
     return Segment(
         id=index,  # OpenAI numbers segments from 0; faster-whisper from 1
         seek=int(raw.seek),
@@ -365,4 +399,5 @@ def _segment(raw, index: int) -> Segment:
         compression_ratio=float(raw.compression_ratio),
         no_speech_prob=float(raw.no_speech_prob),
         words=[_word(w) for w in raw.words or []],
+        logprobs=logprobs,
     )
