@@ -41,12 +41,19 @@ async def receive_until(comm, kind: str) -> list[dict]:
             return events
 
 
-async def open_session(key: str, path: str = PATH):
+async def open_session(key: str, path: str = PATH, *, push_to_talk: bool = True):
+    """A connected session; push-to-talk (`turn_detection: null`) unless asked otherwise,
+    so the test commits its turns itself."""
     comm = communicator(path, key=key)
     connected, _ = await comm.connect(timeout=TIMEOUT)
     assert connected
     created = await receive(comm)
     assert created["type"] == "session.created"
+    if push_to_talk:
+        await send(
+            comm, type="session.update", session={"audio": {"input": {"turn_detection": None}}}
+        )
+        assert (await receive(comm))["type"] == "session.updated"
     return comm, created
 
 
@@ -209,13 +216,18 @@ async def test_full_turn_from_pcm16_frames_to_audio_and_usage(api_key):
     await send(comm, type="input_audio_buffer.commit")
     committed = await receive(comm)
     assert committed["type"] == "input_audio_buffer.committed"
-    created = await receive(comm)
-    assert created["type"] == "conversation.item.created"
-    assert created["item"]["id"] == committed["item_id"]
-    assert created["item"]["role"] == "user"
-    assert word_error_rate(question, created["item"]["content"][0]["transcript"]) <= 0.25
-    transcribed = await receive(comm)
-    assert transcribed["type"] == "conversation.item.input_audio_transcription.completed"
+    added = await receive(comm)
+    assert added["type"] == "conversation.item.added"
+    assert added["item"]["id"] == committed["item_id"]
+    assert added["item"]["role"] == "user"
+    assert added["item"]["content"][0]["transcript"] is None  # being transcribed
+    events = await receive_until(comm, "conversation.item.done")
+    kinds = [event["type"] for event in events]
+    assert kinds[0] == "conversation.item.input_audio_transcription.delta"
+    transcribed = events[kinds.index("conversation.item.input_audio_transcription.completed")]
+    done_item = events[-1]["item"]
+    assert done_item["content"][0]["transcript"] == transcribed["transcript"]
+    assert word_error_rate(question, transcribed["transcript"]) <= 0.25
     heard_tokens = transcribed["usage"]["input_token_details"]["audio_tokens"]
     assert heard_tokens > 0  # the audio heard is billed with its commit
 
@@ -257,7 +269,7 @@ async def test_cancel_mid_response_ends_it_and_bills_once(api_key):
     for frame in pcm16_frames(await spoken_pcm("Please tell me a long story about the sea.")):
         await send(comm, type="input_audio_buffer.append", audio=frame)
     await send(comm, type="input_audio_buffer.commit")
-    await receive_until(comm, "conversation.item.created")
+    await receive_until(comm, "conversation.item.done")
     await send(comm, type="response.create")
     await receive_until(comm, "response.created")
     replies = UsageRecord.objects.filter(audio_tokens_in=0)  # not the commit's row

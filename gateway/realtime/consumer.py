@@ -1,31 +1,35 @@
-"""The realtime websocket: a push-to-talk subset of OpenAI's Realtime protocol, on Channels.
+"""The realtime websocket: OpenAI's Realtime protocol (GA event names) on Channels.
 
-`wss://HOST/v1/realtime?model=local/audio-chat`. Events carry OpenAI's names and shapes:
+`wss://HOST/v1/realtime?model=local/audio-chat` converses; `?intent=transcription` (or a
+session of type "transcription") only transcribes. Events carry OpenAI's names and shapes:
 
-client  session.update, input_audio_buffer.append (base64 pcm16, 24 kHz mono),
-        input_audio_buffer.commit, input_audio_buffer.clear, response.create, response.cancel
-server  session.created, session.updated, input_audio_buffer.committed,
-        input_audio_buffer.cleared, conversation.item.created (with the user's transcript),
-        response.created, response.output_item.added, response.output_audio_transcript.delta
-        (or response.output_text.delta), response.output_audio.delta, the matching .done
-        events, response.done (with usage), error
+client  session.update, input_audio_buffer.append / commit / clear, response.create,
+        response.cancel, conversation.item.create / delete / retrieve / truncate
+server  session.created / updated, input_audio_buffer.speech_started / speech_stopped /
+        committed / cleared / timeout_triggered, conversation.item.added / done / deleted /
+        retrieved / truncated, conversation.item.input_audio_transcription.delta /
+        completed / failed, response.created, response.output_item.added / done,
+        response.content_part.added / done, response.output_audio.delta / done,
+        response.output_audio_transcript.delta / done (or response.output_text.*),
+        response.done (with usage and cost), error
 
-Push-to-talk only: the client decides when a turn ends (commit) and when to answer
-(response.create); there is no server voice activity detection. A bad message gets an
+Turns are found by server VAD (OpenAI's default; `turn_detection: null` is push-to-talk):
+speech starts a turn (and, with `interrupt_response`, cancels the response being spoken:
+barge-in), a long enough silence ends it, commits it, and with `create_response` answers
+it. While the user speaks, each pause has the audio so far transcribed (`listening`,
+`hearing`), so a turn's transcript is ready soon after it ends. A bad message gets an
 `error` event and the socket stays open; bad credentials get an `error` then close 1008.
 
-Every turn (commit, response.create) reads the key from the database again, with the
-team membership and login of a playground user: a revoked or expired key, a member who
-left, a user who logged out end the session with an `error` and close 1008. Revoking a
-key also closes its sockets at once, in every worker, through the Channels layer. Each
-turn is then admitted against the key's limits before any engine runs; `turns` says how
-each is billed.
-
-This module only connects, dispatches events and ends sessions; the events are built in
-`protocol`, the session in `session`, the input audio in `audio_buffer`, the turns in
-`turns`.
+Every turn (speech start, commit, response.create) reads the key from the database again,
+with the team membership and login of a playground user: a revoked or expired key, a
+member who left, a user who logged out end the session with an `error` and close 1008.
+Revoking a key also closes its sockets at once, in every worker, through the Channels
+layer. Each turn is admitted against the key's limits before any engine runs; `turns`
+says how each is billed. A model relayed to an upstream passes its events through
+(`relay`).
 """
 
+import asyncio
 import contextlib
 import logging
 from urllib.parse import parse_qs
@@ -35,15 +39,21 @@ from django.db import InterfaceError, OperationalError
 
 from core.api_requests import new_request_id
 from core.errors import OpenAIError, database_unavailable, invalid_api_key, server_error
+from gateway.catalog import catalog
 from gateway.lifecycle import MeteredCall
 from gateway.realtime import protocol
-from gateway.realtime.audio_buffer import AudioBuffer
+from gateway.realtime.audio_buffer import AudioBuffer, InputAudio
 from gateway.realtime.auth import authenticate, current_key
-from gateway.realtime.protocol import RealtimeError
+from gateway.realtime.hearing import UserTurn
+from gateway.realtime.items import user_audio_item
+from gateway.realtime.listening import Listening
+from gateway.realtime.protocol import RealtimeError, new_id
 from gateway.realtime.relay import Relay, relayed
+from gateway.realtime.responses import Response
 from gateway.realtime.revocation import key_group
 from gateway.realtime.session import Session
-from gateway.realtime.turns import Conversation, Response, voice_chat_model
+from gateway.realtime.turns import Conversation, transcription_model, voice_chat_model
+from gateway.realtime.vad import SpeechStarted
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +82,11 @@ def _error_event(exc: Exception, kind: str | None, event_id: str | None) -> dict
     return protocol.error_body(server_error(), event_id)
 
 
+def _query(scope) -> dict[str, str]:
+    query = parse_qs(scope.get("query_string", b"").decode())
+    return {name: values[0] for name, values in query.items()}
+
+
 class RealtimeConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         await self.accept(_subprotocol(self.scope.get("subprotocols", [])))
@@ -79,12 +94,17 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         self.buffer = AudioBuffer()
         self.group: str | None = None
         self.ended_by: OpenAIError | None = None  # the credentials went away: closing
+        self.listening = Listening()
+        self.turn_lock = asyncio.Lock()  # turns are heard (and answered) in order
+        self.tasks: set[asyncio.Task] = set()
         try:
             self.api_key, self.credential = await authenticate(self.scope)
-            query = parse_qs(self.scope.get("query_string", b"").decode())
-            minted = self.scope.get("minted_session")
-            default = (minted or {}).get("model") or DEFAULT_MODEL
-            self.model = (query.get("model") or [default])[0]
+            query = _query(self.scope)
+            minted = self.scope.get("minted_session") or {}
+            if query.get("intent") == "transcription" or minted.get("type") == "transcription":
+                await self._open_transcription(query.get("model"), minted)
+                return
+            self.model = query.get("model") or minted.get("model") or DEFAULT_MODEL
             entry, provider = voice_chat_model(self.model)
         except OpenAIError as exc:
             self.ended_by = exc  # events that still arrive before the close are not served
@@ -103,7 +123,31 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                 self.session = self.session.updated(minted, (self.model,), provider.voices())
             except RealtimeError as exc:  # another ?model= without the minted voice
                 await self.send_event("error", error=protocol.client_error_body(exc, None))
-        await self.send_event("session.created", session=self.session.fields)
+        await self._session_changed("session.created")
+
+    async def _open_transcription(self, model: str | None, minted: dict) -> None:
+        """A transcription session: `?model=` may name its transcription model."""
+        if model is not None and catalog().get(model).kind != "transcription":
+            model = None  # a conversation model's name: the default transcriber serves
+        self.session = Session.transcribing(model)
+        if minted:
+            self.session = self.session.updated(minted, (), ())
+        self.model = self.session.transcription_model
+        entry, provider = transcription_model(self.model)
+        self.conversation = Conversation(entry, provider, self.send_event, speaks=False)
+        await self._join_key_group()
+        await self._session_changed("session.created")
+
+    async def _session_changed(self, event_type: str) -> None:
+        """Apply the session's input settings (format, turn detection), then say so."""
+        self.input_audio = InputAudio(self.session.input_format)
+        if self.listening.settings != self.session.turn_detection:
+            await self._drop_turn()
+            self.listening = Listening(self.session.turn_detection, self.buffer.end_ms)
+        if not self.conversation.speaks:  # the transcription model bills its turns
+            model = self.session.transcription_model
+            self.conversation.entry, self.conversation.provider = transcription_model(model)
+        await self.send_event(event_type, session=self.session.fields)
 
     async def _join_key_group(self) -> None:
         """Listen for the key's revocation, sent to its group by whichever worker revokes
@@ -119,6 +163,9 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         await self._stop_response()
+        await self._drop_turn(bill_heard=True)
+        for task in list(getattr(self, "tasks", ())):
+            task.cancel()
         if getattr(self, "relay", None) is not None:
             await self.relay.close()
         if getattr(self, "group", None):
@@ -161,6 +208,22 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
     def _metered_call(self) -> MeteredCall:
         return MeteredCall(self.api_key, self.conversation.entry, ENDPOINT, new_request_id())
 
+    def _spawn(self, work) -> None:
+        """Run `work` beside the event loop of the socket (a turn being heard and answered
+        must not stop the audio still arriving); its errors become error events."""
+
+        async def guarded() -> None:
+            try:
+                await work
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                await self.send_event("error", error=_error_event(exc, "turn", None))
+
+        task = asyncio.ensure_future(guarded())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
     # --- events -----------------------------------------------------------------------
 
     async def send_event(self, type: str, **fields) -> None:
@@ -183,34 +246,192 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             await self.send_event("error", error=_error_event(exc, kind, event_id))
 
     async def on_session_update(self, event: dict, event_id: str | None) -> None:
+        update = event.get("session")
+        if self._becomes_transcription(update):
+            await self._become_transcription(update)
+            return
         entry, provider = self.conversation.entry, self.conversation.provider
         models = (self.model, entry.id)
-        self.session = self.session.updated(event.get("session"), models, provider.voices())
-        await self.send_event("session.updated", session=self.session.fields)
+        voices = provider.voices() if self.conversation.speaks else ()
+        self.session = self.session.updated(update, models, voices)
+        await self._session_changed("session.updated")
+
+    def _becomes_transcription(self, update) -> bool:
+        """A conversation not yet begun may turn into a transcription session."""
+        return (
+            isinstance(update, dict)
+            and update.get("type") == "transcription"
+            and self.conversation.speaks
+            and not len(self.conversation.items)
+            and not self._responding()
+        )
+
+    async def _become_transcription(self, update: dict) -> None:
+        session = Session.transcribing().updated(update, (), ())
+        model = session.transcription_model
+        entry, provider = transcription_model(model)
+        await self._drop_turn()
+        self.session, self.model = session, model
+        self.conversation = Conversation(entry, provider, self.send_event, speaks=False)
+        await self._session_changed("session.updated")
+
+    # --- input audio and turn detection -----------------------------------------------
 
     async def on_input_audio_buffer_append(self, event: dict, event_id: str | None) -> None:
-        self.buffer.append(event.get("audio"))
+        pcm = self.input_audio.pcm(event.get("audio"))
+        self.buffer.append(pcm)
+        if self.listening.on:
+            await self._listen(pcm)
+
+    async def _listen(self, pcm: bytes) -> None:
+        listening = self.listening
+        for heard in listening.feed(pcm):
+            if isinstance(heard, SpeechStarted):
+                await self._speech_started(heard.audio_start_ms)
+            else:
+                await self._speech_stopped(heard.audio_end_ms, heard.speech_end_ms)
+        if listening.turn is not None:
+            listening.cut_at_pause(self.buffer)
+        elif not listening.detector.speaking:
+            self.buffer.keep_from(self.buffer.end_ms - listening.settings.prefix_padding_ms)
+            if listening.idle_expired(self.buffer.end_ms, self._responding()):
+                await self._idle_timeout()
+
+    async def _speech_started(self, audio_start_ms: int) -> None:
+        listening = self.listening
+        listening.speech_started()
+        start_ms = max(self.buffer.start_ms, audio_start_ms)  # the prefix padding included
+        self.buffer.keep_from(start_ms)
+        await self.send_event(
+            "input_audio_buffer.speech_started",
+            audio_start_ms=audio_start_ms,
+            item_id=listening.item_id,
+        )
+        if listening.settings.interrupt_response and self._responding():
+            await self.response.stop(reason="turn_detected")  # barge-in
+        if not await self._still_allowed(None):
+            return
+        # Admitted now, since its pieces are transcribed while it is spoken.
+        call = self._metered_call()
+        try:
+            await call.admit(self.conversation.heard_audio(1.0))
+        except OpenAIError as exc:
+            await self.send_event("error", error=protocol.error_body(exc))
+            return
+        turn = self.conversation.new_turn(listening.item_id, start_ms, self.session)
+        listening.begin(turn, call)
+
+    async def _speech_stopped(self, audio_end_ms: int, speech_end_ms: int) -> None:
+        listening = self.listening
+        await self.send_event(
+            "input_audio_buffer.speech_stopped",
+            audio_end_ms=audio_end_ms,
+            item_id=listening.item_id,
+        )
+        turn, call = listening.end()
+        if turn is None:  # refused when it began: its audio goes
+            self.buffer.take(audio_end_ms)
+            return
+        turn.finish(self.buffer.audio_between(turn.cut_ms, audio_end_ms), speech_end_ms)
+        self.buffer.take(audio_end_ms)
+        await self._commit(turn, call, respond=listening.settings.create_response)
+
+    async def _commit(self, turn: UserTurn, call: MeteredCall, respond: bool) -> None:
+        """Commit a heard turn (its whole length must fit the key's budget), then hear it
+        and maybe answer it beside the socket's loop."""
+        try:
+            await call.cover(self.conversation.heard_audio(turn.seconds))
+        except OpenAIError:
+            turn.abandon()
+            await call.finish(429)
+            raise
+        item = await self.conversation.committed(turn)
+        self._spawn(self._answer(turn, item, call, respond))
+
+    async def _answer(self, turn: UserTurn, item, call: MeteredCall, respond: bool) -> None:
+        async with self.turn_lock:
+            heard = await self.conversation.hear(turn, item, call)
+            if not (heard and respond and self.conversation.speaks):
+                return
+            if self._responding():  # the user spoke while it answered, not over it
+                await asyncio.gather(self.response.task, return_exceptions=True)
+            await self._respond(None, None)
+
+    async def _idle_timeout(self) -> None:
+        """No speech for idle_timeout_ms after a response: say so and answer again (the
+        silence is an empty user turn, not billed)."""
+        listening = self.listening
+        start_ms, end_ms = listening.idle_since, self.buffer.end_ms
+        listening.idle_since = None
+        item = user_audio_item(new_id("item"), "", self.buffer.take())
+        await self.send_event(
+            "input_audio_buffer.timeout_triggered",
+            audio_start_ms=start_ms,
+            audio_end_ms=end_ms,
+            item_id=item.id,
+        )
+        previous = self.conversation.items.add(item)
+        await self.send_event(
+            "input_audio_buffer.committed", previous_item_id=previous, item_id=item.id
+        )
+        await self.send_event(
+            "conversation.item.added", previous_item_id=previous, item=item.shown()
+        )
+        await self.send_event("conversation.item.done", item=item.shown())
+        if listening.settings.create_response and self.conversation.speaks:
+            self._spawn(self._respond(None, None))
+
+    async def _drop_turn(self, bill_heard: bool = False) -> None:
+        """Give up the turn being spoken (the session changed or ended); what of it was
+        heard is billed when the client left mid-turn."""
+        turn, call = self.listening.end()
+        if turn is None:
+            return
+        turn.abandon()
+        if bill_heard and turn.audio:
+            call.metered = self.conversation.heard_audio(turn.seconds)
+        await call.finish(200 if bill_heard and turn.audio else 499)
 
     async def on_input_audio_buffer_clear(self, event: dict, event_id: str | None) -> None:
+        await self._drop_turn()
         self.buffer.clear()
         await self.send_event("input_audio_buffer.cleared")
 
     async def on_input_audio_buffer_commit(self, event: dict, event_id: str | None) -> None:
+        """A turn committed by the client: heard before the next event is read."""
         self.buffer.check_committable()
-        if await self._still_allowed(event_id):
-            await self.conversation.commit(self.buffer, self._metered_call())
+        if not await self._still_allowed(event_id):
+            return
+        turn, call = self.listening.end()
+        if turn is None:
+            call = self._metered_call()
+            await call.admit(self.conversation.heard_audio(self.buffer.seconds))
+            turn = self.conversation.new_turn(new_id("item"), self.buffer.start_ms, self.session)
+        turn.finish(self.buffer.audio_between(turn.cut_ms, self.buffer.end_ms))
+        self.buffer.clear()
+        await self._commit(turn, call, respond=False)
+        await self.turn_lock.acquire()  # the turn is heard before the next event is read
+        self.turn_lock.release()
+
+    # --- responses --------------------------------------------------------------------
 
     async def on_response_create(self, event: dict, event_id: str | None) -> None:
+        await self._respond(event.get("response"), event_id)
+
+    async def _respond(self, options, event_id: str | None) -> None:
         if self._responding():
             raise RealtimeError(
                 "Conversation already has an active response in progress.",
                 "conversation_already_has_active_response",
             )
-        limit = self.session.response_limit(event.get("response"))
-        self.conversation.check_answerable()
+        response_plan = self.conversation.plan(options, self.session)
         if await self._still_allowed(event_id):
             call = self._metered_call()
-            self.response = await self.conversation.respond(self.session, limit, call)
+            self.response = await self.conversation.respond(response_plan, call)
+            self.response.task.add_done_callback(self._response_ended)
+
+    def _response_ended(self, task: asyncio.Task) -> None:
+        self.listening.idle_since = self.buffer.end_ms  # idle_timeout_ms counts from here
 
     async def on_response_cancel(self, event: dict, event_id: str | None) -> None:
         if not self._responding():
@@ -218,3 +439,29 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                 "Cancellation failed: no active response found.", "response_cancel_not_active"
             )
         await self.response.stop()
+
+    # --- conversation items -----------------------------------------------------------
+
+    async def on_conversation_item_create(self, event: dict, event_id: str | None) -> None:
+        if await self._still_allowed(event_id):
+            await self.conversation.create_item(event, self._metered_call, self.session)
+
+    async def on_conversation_item_delete(self, event: dict, event_id: str | None) -> None:
+        item_id = event.get("item_id")
+        self.conversation.items.delete(item_id)
+        await self.send_event("conversation.item.deleted", item_id=item_id)
+
+    async def on_conversation_item_retrieve(self, event: dict, event_id: str | None) -> None:
+        item = self.conversation.items.get(event.get("item_id"))
+        await self.send_event("conversation.item.retrieved", item=item.shown(with_audio=True))
+
+    async def on_conversation_item_truncate(self, event: dict, event_id: str | None) -> None:
+        item_id, content_index = event.get("item_id"), event.get("content_index", 0)
+        audio_end_ms = event.get("audio_end_ms")
+        self.conversation.items.truncate(item_id, content_index, audio_end_ms)
+        await self.send_event(
+            "conversation.item.truncated",
+            item_id=item_id,
+            content_index=content_index,
+            audio_end_ms=audio_end_ms,
+        )

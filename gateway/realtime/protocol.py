@@ -21,6 +21,10 @@ CLIENT_EVENTS = (
     "input_audio_buffer.clear",
     "response.create",
     "response.cancel",
+    "conversation.item.create",
+    "conversation.item.delete",
+    "conversation.item.retrieve",
+    "conversation.item.truncate",
 )
 
 # Sends one server event: its type and fields (the consumer adds the event_id).
@@ -132,19 +136,11 @@ def failure_details(exc: Exception) -> dict:
 # --- items and responses ----------------------------------------------------------------
 
 
-def user_item(item_id: str, transcript: str) -> dict:
-    return {
-        "id": item_id,
-        "object": "realtime.item",
-        "type": "message",
-        "status": "completed",
-        "role": "user",
-        "content": [{"type": "input_audio", "transcript": transcript}],
-    }
-
-
-def transcription_usage(audio_tokens: int, cost: Decimal) -> dict:
-    """The usage of a heard buffer: its audio tokens, and what its ledger row charged."""
+def transcription_usage(audio_tokens: int | None, seconds: float, cost: Decimal) -> dict:
+    """The usage of a heard buffer, and what its ledger row charged: its audio tokens in a
+    conversation, its duration in a transcription session (`audio_tokens` None)."""
+    if audio_tokens is None:
+        return {"type": "duration", "seconds": round(seconds, 3), "cost": float(cost)}
     return {
         "type": "tokens",
         "input_tokens": audio_tokens,
@@ -155,30 +151,14 @@ def transcription_usage(audio_tokens: int, cost: Decimal) -> dict:
     }
 
 
-def assistant_item(item_id: str) -> dict:
-    return {
-        "id": item_id,
-        "object": "realtime.item",
-        "type": "message",
-        "status": "in_progress",
-        "role": "assistant",
-        "content": [],
-    }
-
-
 def content_part(speaking: bool, text: str = "") -> dict:
     """The part of response.content_part.added / .done."""
     return {"type": "audio", "transcript": text} if speaking else {"type": "text", "text": text}
 
 
-def output_content(speaking: bool, text: str) -> dict:
-    """A finished assistant item's content."""
-    if speaking:
-        return {"type": "output_audio", "transcript": text}
-    return {"type": "output_text", "text": text}
-
-
-def response_object(response_id: str, modalities: list[str], limit: int | str, voice: str) -> dict:
+def response_object(
+    response_id: str, modalities: list[str], limit: int | str, voice: str, audio_format: dict
+) -> dict:
     return {
         "object": "realtime.response",
         "id": response_id,
@@ -188,7 +168,7 @@ def response_object(response_id: str, modalities: list[str], limit: int | str, v
         "conversation_id": None,
         "output_modalities": modalities,
         "max_output_tokens": limit,
-        "audio": {"output": {"format": PCM_FORMAT, "voice": voice}},
+        "audio": {"output": {"format": audio_format, "voice": voice}},
         "usage": None,
         "metadata": None,
     }

@@ -11,10 +11,24 @@ import copy
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from core.errors import OpenAIError
+from gateway.catalog import catalog
 from gateway.realtime.protocol import PCM_FORMAT, RealtimeError, invalid_type, new_id
+from gateway.realtime.vad import TurnDetection
 
 DEFAULT_VOICE = "alloy"
-PCM_FORMATS = ("pcm16", {"type": "audio/pcm"}, PCM_FORMAT)
+DEFAULT_TRANSCRIPTION_MODEL = "local/whisper-base"
+# Each format's spellings: GA objects, and the beta names.
+AUDIO_FORMATS = {
+    "pcm16": ("pcm16", {"type": "audio/pcm"}, PCM_FORMAT),
+    "g711_ulaw": ("g711_ulaw", {"type": "audio/pcmu"}),
+    "g711_alaw": ("g711_alaw", {"type": "audio/pcma"}),
+}
+FORMAT_OBJECTS = {
+    "pcm16": PCM_FORMAT,
+    "g711_ulaw": {"type": "audio/pcmu"},
+    "g711_alaw": {"type": "audio/pcma"},
+}
 MODALITIES = (["audio"], ["text"], ["text", "audio"], ["audio", "text"])
 
 # Fields about OpenAI's platform (traces, logprobs, context truncation): type-checked, and
@@ -85,15 +99,20 @@ def output_token_limit(value, param: str) -> int | str:
     return value
 
 
-def _pcm_format(value, param: str, direction: str) -> None:
+def audio_format(value, param: str) -> str:
+    """The format a session names, as "pcm16", "g711_ulaw" or "g711_alaw" (GA objects and
+    beta strings both read)."""
     if not isinstance(value, str | dict):
         raise invalid_type(param, "an object", value)
-    if value not in PCM_FORMATS:
-        raise RealtimeError(
-            f"Only pcm16 {direction} is supported: {{'type': 'audio/pcm', 'rate': 24000}}.",
-            "invalid_value",
-            param,
-        )
+    for name, spellings in AUDIO_FORMATS.items():
+        if value in spellings:
+            return name
+    raise RealtimeError(
+        "Supported formats are {'type': 'audio/pcm', 'rate': 24000}, {'type': 'audio/pcmu'} "
+        "and {'type': 'audio/pcma'} (beta: 'pcm16', 'g711_ulaw', 'g711_alaw').",
+        "invalid_value",
+        param,
+    )
 
 
 def _voice(value, param: str, voices: Collection[str]) -> str:
@@ -109,25 +128,31 @@ def _voice(value, param: str, voices: Collection[str]) -> str:
     return voice
 
 
-def _push_to_talk(value, param: str) -> None:
-    if value is not None:
-        _object(value, param)
-        raise RealtimeError(
-            "Only push-to-talk is supported (`turn_detection: null`): commit the input audio "
-            "buffer and send response.create yourself.",
-            "invalid_value",
-            param,
-        )
+def _turn_detection(value, param: str) -> dict | None:
+    return None if value is None else TurnDetection.from_event(value, param).as_dict()
 
 
-def _transcription(value, param: str) -> None:
-    """Input transcription always runs (items carry their transcript); its options are
-    checked and otherwise the cascade's own transcriber decides."""
-    options = _optional_object(value, param)
+def _transcription(value, param: str) -> dict | None:
+    """Input transcription options (model, language, prompt), checked. Transcription runs
+    whatever they say (the cascade reads the transcript); a named model must be one of
+    the catalog's transcription models."""
+    if value is None:
+        return None
+    options = _object(value, param)
     _only_known(options, ("model", "language", "prompt"), param)
     for name, option in options.items():
         if option is not None:
             _string(option, f"{param}.{name}")
+    if (model := options.get("model")) is not None:
+        try:
+            catalog().resolve(model, "transcription")
+        except OpenAIError as exc:
+            raise RealtimeError(exc.message, "invalid_value", f"{param}.model") from None
+    return {
+        "model": options.get("model"),
+        "language": options.get("language"),
+        "prompt": options.get("prompt") or "",
+    }
 
 
 def _unsupported(value, param: str, what: str) -> None:
@@ -141,17 +166,18 @@ def _speed(value, param: str) -> None:
         raise RealtimeError("Only speed 1.0 is supported here.", "invalid_value", param)
 
 
-def _same_session(update: dict, model: str, models: Collection[str]) -> None:
+def _same_session(update: dict, fields: dict, models: Collection[str]) -> None:
     """A session keeps its type and model: another model is another session."""
-    if (kind := update.get("type")) is not None and _string(kind, "session.type") != ("realtime"):
+    if (kind := update.get("type")) is not None and _string(kind, "session.type") != fields["type"]:
         raise RealtimeError(
-            f"Invalid value: '{kind}'. Only 'realtime' sessions are served here.",
+            f"Invalid value: '{kind}'. This session's type is '{fields['type']}'; open a "
+            f"{kind} session to use it (`?intent=transcription` for transcription).",
             "invalid_value",
             "session.type",
         )
     if (asked := update.get("model")) is not None and _string(asked, "session.model") not in models:
         raise RealtimeError(
-            f"The session's model is `{model}`; open a new session to use `{asked}`.",
+            f"The session's model is `{fields.get('model')}`; open a new session to use `{asked}`.",
             "invalid_value",
             "session.model",
         )
@@ -188,16 +214,28 @@ def _without_effect(update: dict) -> None:
     _unsupported(update.get("prompt"), "session.prompt", "A stored prompt")
 
 
+def _apply_input(fields: dict, changes: dict) -> None:
+    """Input changes applied; OpenAI's shape leaves out input transcription when off."""
+    audio_input = fields["audio"]["input"]
+    audio_input.update(changes)
+    if audio_input.get("transcription", ...) is None:
+        del audio_input["transcription"]
+
+
 @dataclass
 class Session:
-    """The session a socket runs: what `session.created` / `session.updated` show."""
+    """The session a socket runs: what `session.created` / `session.updated` show.
+
+    A `realtime` session converses; a `transcription` session only turns speech into text
+    (OpenAI's transcription sessions, `?intent=transcription`).
+    """
 
     fields: dict
     temperature: float = 0.8  # OpenAI's realtime default
 
     @classmethod
     def opened(cls, model: str) -> "Session":
-        """A new socket's session: push-to-talk pcm16 in, spoken pcm16 out."""
+        """A new conversation: server VAD (OpenAI's default), pcm16 in, spoken pcm16 out."""
         return cls(
             {
                 "type": "realtime",
@@ -208,11 +246,62 @@ class Session:
                 "instructions": "",
                 "max_output_tokens": "inf",
                 "audio": {
-                    "input": {"format": PCM_FORMAT, "turn_detection": None},
+                    "input": {
+                        "format": PCM_FORMAT,
+                        "turn_detection": TurnDetection().as_dict(),
+                    },
                     "output": {"format": PCM_FORMAT, "voice": DEFAULT_VOICE, "speed": 1.0},
                 },
             }
         )
+
+    @classmethod
+    def transcribing(cls, model: str | None = None) -> "Session":
+        """A new transcription session: server VAD turns, each transcribed by `model`."""
+        return cls(
+            {
+                "type": "transcription",
+                "object": "realtime.transcription_session",
+                "id": new_id("sess"),
+                "audio": {
+                    "input": {
+                        "format": PCM_FORMAT,
+                        "transcription": {
+                            "model": model or DEFAULT_TRANSCRIPTION_MODEL,
+                            "language": None,
+                            "prompt": "",
+                        },
+                        "turn_detection": TurnDetection().as_dict(),
+                    },
+                },
+            }
+        )
+
+    @property
+    def transcribes_only(self) -> bool:
+        return self.fields["type"] == "transcription"
+
+    @property
+    def input(self) -> dict:
+        return self.fields["audio"]["input"]
+
+    @property
+    def transcription_model(self) -> str:
+        """The model a transcription session's turns are transcribed (and billed) by."""
+        return (self.input.get("transcription") or {}).get("model") or DEFAULT_TRANSCRIPTION_MODEL
+
+    @property
+    def input_format(self) -> str:
+        return audio_format(self.input["format"], "session.audio.input.format")
+
+    @property
+    def output_format(self) -> str:
+        return audio_format(self.fields["audio"]["output"]["format"], "session.audio.output.format")
+
+    @property
+    def turn_detection(self) -> TurnDetection | None:
+        raw = self.input["turn_detection"]
+        return None if raw is None else TurnDetection.from_event(raw, "turn_detection")
 
     def response_limit(self, options) -> int | str:
         """The max_output_tokens of a response.create: its own, or the session's."""
@@ -226,9 +315,16 @@ class Session:
     def updated(self, update, models: Collection[str], voices: Collection[str]) -> "Session":
         """A new Session with `update` applied, or a RealtimeError (this one unchanged)."""
         update = _object(update, "session")
-        _only_known(update, _TOP_LEVEL, "session")
         fields = copy.deepcopy(self.fields)
-        _same_session(update, fields["model"], models)
+        _same_session(update, fields, models)
+        if self.transcribes_only:
+            _only_known(update, _TRANSCRIPTION_TOP_LEVEL, "session")
+            _without_effect(update)
+            audio = _optional_object(update.get("audio"), "session.audio")
+            _only_known(audio, ("input",), "session.audio")
+            _apply_input(fields, self._input(audio, update))
+            return Session(fields, self.temperature)
+        _only_known(update, _TOP_LEVEL, "session")
         _reply_fields(update, fields)
         temperature = self.temperature
         if (value := update.get("temperature")) is not None:
@@ -236,36 +332,43 @@ class Session:
         _without_effect(update)
         audio = _optional_object(update.get("audio"), "session.audio")
         _only_known(audio, ("input", "output"), "session.audio")
-        self._input(audio, update)
+        _apply_input(fields, self._input(audio, update))
         fields["audio"]["output"].update(self._output(audio, update, voices))
         return Session(fields, temperature)
 
     @staticmethod
-    def _input(audio: dict, update: dict) -> None:
-        """Checks only: input is always pcm16 at 24 kHz, push-to-talk, transcribed."""
+    def _input(audio: dict, update: dict) -> dict:
+        """The input fields to change (format, turn detection, transcription)."""
         raw = _optional_object(audio.get("input"), "session.audio.input")
         _only_known(
             raw,
             ("format", "turn_detection", "transcription", "noise_reduction"),
             "session.audio.input",
         )
+        changes: dict = {}
         for value, param in (
             (raw.get("format"), "session.audio.input.format"),
             (update.get("input_audio_format"), "session.input_audio_format"),
         ):
             if value is not None:
-                _pcm_format(value, param, "input")
-        for value, param in (
-            (raw.get("turn_detection"), "session.audio.input.turn_detection"),
-            (update.get("turn_detection"), "session.turn_detection"),
+                changes["format"] = FORMAT_OBJECTS[audio_format(value, param)]
+        for source, name, param in (
+            (raw, "turn_detection", "session.audio.input.turn_detection"),
+            (update, "turn_detection", "session.turn_detection"),
         ):
-            _push_to_talk(value, param)
-        _transcription(raw.get("transcription"), "session.audio.input.transcription")
-        _transcription(update.get("input_audio_transcription"), "session.input_audio_transcription")
+            if name in source:
+                changes["turn_detection"] = _turn_detection(source[name], param)
+        for source, name, param in (
+            (raw, "transcription", "session.audio.input.transcription"),
+            (update, "input_audio_transcription", "session.input_audio_transcription"),
+        ):
+            if name in source:
+                changes["transcription"] = _transcription(source[name], param)
         noise = raw.get("noise_reduction")
         if noise is not None:
             _object(noise, "session.audio.input.noise_reduction")
         _unsupported(noise, "session.audio.input.noise_reduction", "Noise reduction")
+        return changes
 
     @staticmethod
     def _output(audio: dict, update: dict, voices: Collection[str]) -> dict:
@@ -284,7 +387,7 @@ class Session:
             (update.get("output_audio_format"), "session.output_audio_format"),
         ):
             if value is not None:
-                _pcm_format(value, param, "output")
+                changes["format"] = FORMAT_OBJECTS[audio_format(value, param)]
         _speed(raw.get("speed"), "session.audio.output.speed")
         _speed(update.get("speed"), "session.speed")
         return changes
@@ -309,4 +412,12 @@ _TOP_LEVEL = (
     "tools",
     "prompt",
     *_PLATFORM_ONLY,
+)
+_TRANSCRIPTION_TOP_LEVEL = (
+    "type",
+    "audio",
+    "input_audio_format",
+    "turn_detection",
+    "input_audio_transcription",
+    "include",
 )
