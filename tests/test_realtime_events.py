@@ -45,6 +45,7 @@ def out(**fields) -> dict:
     return {"audio": {"output": fields}}
 
 
+TD = f"{IN}.turn_detection"
 # (session, the param named, the code): each sent beside a valid field, on one socket.
 MALFORMED = [
         ({"audio": {"output": "x"}}, OUT, "invalid_type"),
@@ -58,8 +59,10 @@ MALFORMED = [
         (inp(format={"type": "audio/pcm", "rate": 16000}), f"{IN}.format", "invalid_value"),
         (inp(turn_detection="vad"), f"{IN}.turn_detection", "invalid_type"),
         (inp(turn_detection={"type": "magic_vad"}), f"{IN}.turn_detection.type", "invalid_value"),
-        (inp(turn_detection={"silence_duration_ms": -1}), f"{IN}.turn_detection.silence_duration_ms", "integer_below_min_value"),
-        (inp(turn_detection={"type": "semantic_vad", "threshold": 0.5}), f"{IN}.turn_detection.threshold", "unknown_parameter"),
+        (inp(turn_detection={"silence_duration_ms": -1}), f"{TD}.silence_duration_ms",
+         "integer_below_min_value"),
+        (inp(turn_detection={"type": "semantic_vad", "threshold": 0.5}), f"{TD}.threshold",
+         "unknown_parameter"),
         (inp(transcription={"model": "local/piper"}), f"{IN}.transcription.model", "invalid_value"),
         (inp(transcription={"model": 1}), f"{IN}.transcription.model", "invalid_type"),
         (out(speed="fast"), f"{OUT}.speed", "invalid_type"),
