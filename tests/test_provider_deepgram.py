@@ -279,6 +279,61 @@ async def test_known_speakers_are_refused_not_answered_as_letters(deepgram):
     assert deepgram.requests == []
 
 
+def test_diarized_json_names_each_utterances_speaker(openai_client, deepgram):
+    transcript = openai_client.audio.transcriptions.create(
+        model="ok/nova-3",
+        file=("call.wav", WAV),
+        response_format="diarized_json",
+        chunking_strategy="auto",
+    )
+    assert transcript.text == SCRIPT_TEXT
+    assert [(s.id, s.speaker, s.text) for s in transcript.segments] == [
+        ("seg_000", "A", SCRIPT[0][1]),
+        ("seg_001", "B", SCRIPT[1][1]),
+        ("seg_002", "A", SCRIPT[2][1]),
+    ]
+    assert transcript.duration == 3.0
+    [seen] = deepgram.seen("ok")
+    assert seen.query["diarize"] == ["true"]
+    assert "utt_split" not in seen.query  # "auto": Deepgram's own pauses
+
+
+def test_a_diarized_stream_sends_each_segment_with_its_speaker(openai_client, deepgram):
+    events = list(
+        openai_client.audio.transcriptions.create(
+            model="ok/nova-3",
+            file=("call.wav", WAV),
+            response_format="diarized_json",
+            chunking_strategy="auto",
+            stream=True,
+        )
+    )
+    segments = [e for e in events if e.type == "transcript.text.segment"]
+    assert [(s.speaker, s.text) for s in segments] == [("A", SCRIPT[0][1]), ("B", SCRIPT[1][1]),
+                                                       ("A", SCRIPT[2][1])]  # fmt: skip
+    deltas = [e for e in events if e.type == "transcript.text.delta"]
+    assert [d.segment_id for d in deltas] == ["seg_000", "seg_001", "seg_002"]
+    assert events[-1].type == "transcript.text.done"
+
+
+def test_server_vad_silence_is_deepgrams_utterance_split(openai_client, deepgram):
+    openai_client.audio.transcriptions.create(
+        model="ok/nova-3",
+        file=("call.wav", WAV),
+        response_format="diarized_json",
+        chunking_strategy={"type": "server_vad", "silence_duration_ms": 500},
+    )
+    assert deepgram.seen("ok")[0].query["utt_split"] == ["0.5"]
+
+
+def test_include_logprobs_gives_each_words_confidence(openai_client, deepgram):
+    transcript = openai_client.audio.transcriptions.create(
+        model="ok/nova-3", file=("call.wav", WAV), include=["logprobs"]
+    )
+    assert [p.token for p in transcript.logprobs] == SCRIPT_TEXT.split()
+    assert transcript.logprobs[0].logprob == pytest.approx(math.log(0.95))
+
+
 def test_speaker_labels_go_on_past_z():
     assert [speaker_label(i) for i in (0, 1, 25, 26, 27, 701, 702)] == [
         "A", "B", "Z", "AA", "AB", "ZZ", "AAA"
@@ -292,12 +347,14 @@ async def test_without_diarization_no_speaker_is_claimed(deepgram):
     assert "diarize" not in deepgram.seen("ok")[0].query
 
 
-async def test_logprobs_are_the_words_confidences(deepgram):
+async def test_logprobs_are_the_words_confidences_for_the_whole_and_each_segment(deepgram):
     job = TranscriptionJob(upload=AudioUpload(WAV, "call.wav"), include_logprobs=True)
     transcript = await provider("ok/nova-3").transcribe(job)
     assert [p.token for p in transcript.logprobs] == SCRIPT_TEXT.split()
     assert transcript.logprobs[0].logprob == pytest.approx(math.log(0.95))
     assert transcript.logprobs[0].bytes == list(b"Hello,")
+    by_segment = [p for segment in transcript.segments for p in segment.logprobs]
+    assert by_segment == transcript.logprobs
 
 
 def test_translation_is_refused_before_deepgram_is_asked(openai_client, deepgram):
@@ -320,6 +377,18 @@ async def test_a_spilled_upload_is_streamed_from_its_file_and_again_on_a_retry(d
     first, second = deepgram.seen("limited-once")
     assert first.body == second.body == WAV
     assert second.headers["content-type"] == "application/octet-stream"  # no part type given
+
+
+def test_a_teams_own_key_is_sent_as_its_token(openai_client, deepgram, live_key):
+    from credentials.models import ProviderCredential
+
+    # The catalog's key for this upstream is wrong; the team's own key is the right one.
+    ProviderCredential.store(live_key.api_key.team, "dg-badkey", deepgram.api_key)
+    transcript = openai_client.audio.transcriptions.create(
+        model="badkey/nova-3", file=("call.wav", WAV)
+    )
+    assert transcript.text == SCRIPT_TEXT
+    assert deepgram.requests[-1].headers["authorization"] == f"Token {deepgram.api_key}"
 
 
 # --- billing --------------------------------------------------------------------------------

@@ -6,7 +6,9 @@ format), with `smart_format`, `punctuate` and `utterances` on, the client's `lan
 (else `detect_language`), `diarize` for diarized transcripts, and the prompt as key terms
 (`keyterm` for Nova-3, `keywords` for older models; comma- or line-separated terms).
 Deepgram's utterances become the segments (speakers 0, 1, ... become "A", "B", ... in the
-order they first speak), its words the words, `metadata.duration` the billed duration.
+order they first speak; a server_vad chunking_strategy's silence_duration_ms is their
+`utt_split`), its words the words (their confidences the logprobs), `metadata.duration`
+the billed duration.
 Deepgram does not translate, nor match speakers to reference clips: translations and
 `known_speaker_names[]` are refused with OpenAI's 400 before any request.
 
@@ -70,6 +72,7 @@ from gateway.catalog import CatalogError, ModelEntry, catalog
 from gateway.providers.base import (
     AudioUpload,
     Segment,
+    ServerVad,
     SpeechJob,
     SpeechMeter,
     TokenLogprob,
@@ -193,7 +196,6 @@ def _logprob(confidence: Any) -> float:
 
 def _segment(index: int, raw: dict[str, Any], job: TranscriptionJob, labels: SpeakerLabels):
     words = raw.get("words") or []
-    speaker = labels(raw.get("speaker")) if job.diarize else None
     return Segment(
         id=index,
         seek=0,
@@ -207,7 +209,8 @@ def _segment(index: int, raw: dict[str, Any], job: TranscriptionJob, labels: Spe
         compression_ratio=0.0,
         no_speech_prob=0.0,
         words=[_word(w) for w in words],
-        speaker=speaker,
+        speaker=labels(raw.get("speaker")) if job.diarize else None,
+        logprobs=_logprobs(words) if job.include_logprobs else None,
     )
 
 
@@ -431,6 +434,9 @@ class DeepgramProvider:
             query.append(("diarize", "true"))
         if self.prompt_parameter != "none":
             query += [(self.prompt_parameter, term) for term in prompt_terms(job.prompt)]
+        if isinstance(job.chunking_strategy, ServerVad):
+            # The silence that ends an utterance (a segment): Deepgram's utt_split, seconds.
+            query.append(("utt_split", f"{job.chunking_strategy.silence_duration_ms / 1000:g}"))
         for name, value in self.extra_query.items():
             query += [(name, v) for v in _query_value(value)]
         return query

@@ -211,6 +211,7 @@ class FakeDeepgram:
             raise legacy_error(
                 400, "Bad Request", "Keyterm Prompting is only available for Nova-3 models."
             )
+        _check_seconds(last(seen, "utt_split"), "utt_split")
         duration = _decoded_seconds(seen.body)
         utterances = self._utterances(duration, flags)
         words = [word for utterance in utterances for word in utterance["words"]]
@@ -330,6 +331,16 @@ def _flag(seen: Request, name: str) -> bool:
 def _listen_flags(seen: Request) -> dict[str, bool]:
     names = ("punctuate", "smart_format", "utterances", "diarize", "detect_language")
     return {name: _flag(seen, name) for name in names}
+
+
+def _check_seconds(value: str | None, name: str) -> None:
+    try:
+        if value is not None and float(value) < 0:
+            raise ValueError
+    except ValueError:
+        raise legacy_error(
+            400, "Bad Request", f"Invalid query string: `{name}` must be a number of seconds."
+        ) from None
 
 
 def _decoded_seconds(content: bytes) -> float:
