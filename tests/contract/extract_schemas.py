@@ -34,6 +34,7 @@ ROOTS = (
     "ErrorResponse",
     "RealtimeCreateClientSecretRequest",
     "RealtimeCreateClientSecretResponse",
+    "RealtimeServerEvent",
 )
 PREFIX = "#/components/schemas/"
 
