@@ -25,7 +25,6 @@ from gateway.providers.elevenlabs import (
     DEFAULT_VOICES,
     elevenlabs_error_fields,
     output_plan,
-    speaker_label,
 )
 from tests.upstream_helpers import catalog_from, model_table, upstream_table
 from tests.vendor_fakes.elevenlabs import ElevenLabsFake, speech_audio
@@ -425,7 +424,55 @@ def test_transcription_errors_and_retries(openai_client, elevenlabs):
     assert len(elevenlabs.seen("fail-once")[1].file_bytes) == len(tone_wav(4.0))  # sent again
 
 
-# --- diarization and log-probabilities (the provider's own answer) -------------------------------
+# --- diarization and log-probabilities ----------------------------------------------------------
+
+
+def test_diarized_json_names_each_sentences_speaker(openai_client, elevenlabs):
+    transcript = transcribe(
+        openai_client, response_format="diarized_json", chunking_strategy="auto"
+    )
+    assert [(s.id, s.speaker, s.text) for s in transcript.segments] == [
+        ("seg_000", "A", "Hello there friend."),
+        ("seg_001", "B", "How are you?"),
+        ("seg_002", "A", "Fine"),
+    ]
+    assert transcript.duration == 4.0
+    assert elevenlabs.seen("ok")[0].form["diarize"] == ["true"]
+    assert record_of("ok/scribe").cost > 0
+
+
+def test_a_diarized_stream_sends_each_segment_with_its_speaker(openai_client, elevenlabs):
+    events = list(
+        transcribe(
+            openai_client, response_format="diarized_json", chunking_strategy="auto", stream=True
+        )
+    )
+    segments = [e for e in events if e.type == "transcript.text.segment"]
+    assert [(s.speaker, s.text) for s in segments] == [
+        ("A", "Hello there friend."), ("B", "How are you?"), ("A", "Fine")
+    ]  # fmt: skip
+    deltas = [e for e in events if e.type == "transcript.text.delta"]
+    assert [d.segment_id for d in deltas] == ["seg_000", "seg_001", "seg_002"]
+    assert events[-1].type == "transcript.text.done"
+
+
+def test_server_vad_silence_is_where_segments_end(openai_client, elevenlabs):
+    transcript = transcribe(
+        openai_client,
+        response_format="diarized_json",
+        chunking_strategy={"type": "server_vad", "silence_duration_ms": 50},
+    )
+    # The fake leaves 0.1 s between words: each word is a segment of its own.
+    assert [s.text for s in transcript.segments][:4] == ["Hello", "there", "friend.", "How"]
+
+
+def test_include_logprobs_gives_each_words_logprob(openai_client, elevenlabs):
+    transcript = transcribe(openai_client, include=["logprobs"])
+    assert [p.token for p in transcript.logprobs][:4] == ["Hello", " there", " friend.", " How"]
+    assert transcript.logprobs[0].logprob == pytest.approx(-0.05)
+
+
+# --- the provider's own answer -------------------------------------------------------------------
 
 
 def job(**fields) -> TranscriptionJob:
@@ -447,7 +494,11 @@ async def test_word_logprobs_carry_their_leading_space(elevenlabs):
     assert [t.token for t in tokens[:3]] == ["Hello", " there", " friend."]
     assert [t.logprob for t in tokens[:3]] == pytest.approx([-0.05, -0.1, -0.15])
     assert tokens[1].bytes == list(b" there")
-    assert (await provider.transcribe(job())).logprobs is None
+    assert [p for segment in transcript.segments for p in segment.logprobs] == tokens
+    assert transcript.segments[1].logprobs[0].token == " How"
+    plain = await provider.transcribe(job())
+    assert plain.logprobs is None
+    assert plain.segments[0].logprobs is None
 
 
 # --- the pieces ----------------------------------------------------------------------------------
@@ -490,7 +541,3 @@ def test_options_the_provider_cannot_follow_are_catalog_errors(tmp_path, fake, o
     text += vendor_model("bad/tts", "speech", "el", "eleven_flash_v2_5", options=options)
     with catalog_from(tmp_path / "catalog.toml", text), pytest.raises(CatalogError, match=problem):
         provider_for(catalog().models["bad/tts"])
-
-
-def test_speaker_labels_go_on_past_z():
-    assert [speaker_label(n) for n in (0, 1, 25, 26, 27)] == ["A", "B", "Z", "AA", "AB"]

@@ -26,12 +26,14 @@ Transcription: the client's `prompt` becomes Scribe's `keyterms` (the phrases it
 semicolons or line breaks separate, as far as Scribe takes them: under 50 characters, at
 most five words) for Scribe v2, which has them; ElevenLabs charges 20% more for a request
 with key terms, and `options.prompt_as = "ignore"` never sends them. Word timestamps are
-always asked for (`timestamps_granularity=word`); the
-answer's items of type `word` become OpenAI's words, segments are cut at sentence ends,
-pauses and speaker changes, and with diarization each segment names its speaker "A", "B",
-... in order of appearance. Word log-probabilities answer `include[]=logprobs`. The billed
-duration is ElevenLabs' `audio_duration_secs`, else the upload's decoded length, never 0
-for audio that was heard. ElevenLabs does not translate: translations are refused.
+always asked for (`timestamps_granularity=word`); the answer's items of type `word` become
+OpenAI's words, and segments are cut at sentence ends, at pauses (a server_vad
+chunking_strategy's silence_duration_ms, else 1 s) and where the speaker changes. With
+response_format=diarized_json each segment names its speaker "A", "B", ... in order of
+appearance. Word log-probabilities answer `include[]=logprobs`, for the whole transcript
+and for each segment. The billed duration is ElevenLabs' `audio_duration_secs`, else the
+upload's decoded length, never 0 for audio that was heard. ElevenLabs does not translate:
+translations are refused, and known speakers (reference clips) too.
 
 Example catalog entries (prices are ElevenLabs' API list prices at the time of writing:
 Flash v2.5 $0.05 per 1,000 characters, Scribe $0.40 an hour):
@@ -82,6 +84,7 @@ from gateway.audio.languages import language_name, whisper_code
 from gateway.catalog import CatalogError, ModelEntry, catalog
 from gateway.providers.base import (
     Segment,
+    ServerVad,
     SpeechFormat,
     SpeechJob,
     SpeechMeter,
@@ -90,7 +93,7 @@ from gateway.providers.base import (
     TranscriptionJob,
     Word,
 )
-from gateway.providers.deepgram import prompt_terms
+from gateway.providers.deepgram import prompt_terms, speaker_label
 from gateway.providers.upstream import mid_stream_failure
 from gateway.providers.upstream_client import Dialect, bad_response, client_for, timed_out
 
@@ -323,16 +326,6 @@ class ScribeItem:
         return self.type != "spacing"
 
 
-def speaker_label(index: int) -> str:
-    """The n-th speaker's label: A ... Z, then AA, AB ... (Scribe tells up to 32 apart)."""
-    label = ""
-    index += 1
-    while index:
-        index, rest = divmod(index - 1, 26)
-        label = chr(ord("A") + rest) + label
-    return label
-
-
 def speaker_labels(items: list[ScribeItem]) -> dict[str, str]:
     """Scribe's speaker ids ("speaker_0" ...) -> "A", "B" ... in order of first word."""
     labels: dict[str, str] = {}
@@ -342,7 +335,7 @@ def speaker_labels(items: list[ScribeItem]) -> dict[str, str]:
     return labels
 
 
-def _starts_segment(current: list[ScribeItem], item: ScribeItem) -> bool:
+def _starts_segment(current: list[ScribeItem], item: ScribeItem, pause: float) -> bool:
     """Whether the heard `item` begins a new segment after the items in `current`."""
     heard = [i for i in current if i.timed]
     if not heard:
@@ -350,25 +343,36 @@ def _starts_segment(current: list[ScribeItem], item: ScribeItem) -> bool:
     last = heard[-1]
     return (
         item.speaker_id != last.speaker_id
-        or item.start - last.end >= PAUSE_SECONDS
+        or item.start - last.end >= pause
         or last.text.rstrip().endswith(SENTENCE_ENDS)
         or "audio_event" in (item.type, last.type)  # "(laughter)" is a cue of its own
     )
 
 
-def group_segments(items: list[ScribeItem]) -> list[list[ScribeItem]]:
-    """Scribe's items cut into segments: one sentence, one speaker, no long pause each,
-    and each audio event alone."""
+def group_segments(items: list[ScribeItem], pause: float = PAUSE_SECONDS) -> list[list[ScribeItem]]:
+    """Scribe's items cut into segments: one sentence, one speaker, no pause of `pause`
+    seconds or more each, and each audio event alone."""
     groups: list[list[ScribeItem]] = []
     current: list[ScribeItem] = []
     for item in items:
-        if item.timed and _starts_segment(current, item):
-            groups.append(current)
-            current = []
+        if item.timed and _starts_segment(current, item, pause):
+            # The spacing before a word goes with it, as OpenAI's tokens carry their space.
+            cut = len(current)
+            while not current[cut - 1].timed:
+                cut -= 1
+            groups.append(current[:cut])
+            current = current[cut:]
         current.append(item)
     if any(i.timed for i in current):
         groups.append(current)
     return groups
+
+
+def segment_pause(job: TranscriptionJob) -> float:
+    """The silence that ends a segment: a server_vad chunking_strategy's, else ours."""
+    if isinstance(job.chunking_strategy, ServerVad):
+        return job.chunking_strategy.silence_duration_ms / 1000
+    return PAUSE_SECONDS
 
 
 def group_speaker(group: list[ScribeItem]) -> str | None:
@@ -382,7 +386,7 @@ def _compression_ratio(text: str) -> float:
     return len(data) / len(zlib.compress(data)) if data else 0.0
 
 
-def _segment(index: int, items: list[ScribeItem], speaker: str | None, temperature: float):
+def _segment(index: int, items: list[ScribeItem], speaker: str | None, job: TranscriptionJob):
     heard = [i for i in items if i.timed]
     words = [i for i in heard if i.type == "word"]
     logprobs = [w.logprob for w in words if w.logprob is not None]
@@ -394,12 +398,13 @@ def _segment(index: int, items: list[ScribeItem], speaker: str | None, temperatu
         end=heard[-1].end,
         text=text,
         tokens=[],
-        temperature=temperature,
+        temperature=job.temperature,
         avg_logprob=sum(logprobs) / len(logprobs) if logprobs else 0.0,
         compression_ratio=_compression_ratio(text),
         no_speech_prob=0.0,
         words=[Word(w.text, w.start, w.end) for w in words],
         speaker=speaker,
+        logprobs=word_logprobs(items) if job.include_logprobs else None,
     )
 
 
@@ -573,8 +578,8 @@ class ElevenLabsProvider:
             items = [i for i in items if i.type != "audio_event"]
         labels = speaker_labels(items) if job.diarize else {}
         segments = [
-            _segment(n, group, labels.get(group_speaker(group)), job.temperature)
-            for n, group in enumerate(group_segments(items))
+            _segment(n, group, labels.get(group_speaker(group)), job)
+            for n, group in enumerate(group_segments(items, segment_pause(job)))
         ]
         words = None
         if job.word_timestamps:
