@@ -19,6 +19,11 @@ portkey (`npm install @portkey-ai/gateway@1.15.2`). A peer that is missing is sk
 said so.
 
     .venv/bin/python bench/overhead.py [--requests 2000] [--only arouter]
+
+Per vendor adapter (Deepgram, ElevenLabs, AssemblyAI, Azure OpenAI, Gemini), ARouter in
+front of each vendor's loopback fake against the fake direct (bench/vendor_overhead.py):
+
+    .venv/bin/python bench/overhead.py vendors [--samples 300] [--only deepgram azure]
 """
 
 import argparse
@@ -515,5 +520,9 @@ def stop(procs: list[subprocess.Popen]) -> None:
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--stub":
         run_stub(int(sys.argv[2]))
+    elif sys.argv[1:2] == ["vendors"]:
+        import vendor_overhead
+
+        vendor_overhead.main(sys.argv[2:])
     else:
         main()
