@@ -4,12 +4,18 @@ Each entry says what the model does (its kind and modalities), who serves it (a 
 from `gateway.providers.PROVIDERS` and that provider's target), and what it costs. Aliases
 are explicit entries that borrow another entry's route, so `/v1/models` shows honestly
 what really serves an `openai/...` id or one of OpenAI's own names (`whisper-1`, `tts-1`).
+
+An entry may also carry its lifecycle (`deprecated`, `shutdown_date`, `successor`,
+`retired`): a model retired (or past its shutdown date) is answered by its successor,
+the response saying so in a `Warning` header; without a successor it is OpenAI's 404.
 """
 
+import datetime
 import functools
+import logging
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal
@@ -17,7 +23,9 @@ from typing import Any, Literal
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from core.errors import invalid_param, model_not_found
+from core.errors import OpenAIError, invalid_param, model_not_found
+
+logger = logging.getLogger(__name__)
 
 Kind = Literal["transcription", "speech", "chat"]
 KINDS: tuple[Kind, ...] = ("transcription", "speech", "chat")
@@ -44,6 +52,7 @@ KIND_VERBS: dict[Kind, str] = {
     "speech": "speech synthesis",
     "chat": "chat completions",
 }
+LIFECYCLE_FIELDS = ("deprecated", "shutdown_date", "successor", "retired")
 
 
 class CatalogError(ImproperlyConfigured):
@@ -61,6 +70,69 @@ class Pricing:
 
     def as_dict(self) -> dict[str, str]:
         return {name: str(getattr(self, name)) for name in PRICE_FIELDS if getattr(self, name)}
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    """When a model was deprecated and shuts down, what replaces it, whether it is retired.
+
+    A model is retired once marked `retired = true` or from its `shutdown_date` on (the
+    day OpenAI stops serving a model is its shutdown date).
+    """
+
+    deprecated: datetime.date | None = None
+    shutdown_date: datetime.date | None = None
+    successor: str | None = None
+    retired: bool = False
+
+    def is_retired(self, today: datetime.date | None = None) -> bool:
+        today = today or _utc_today()
+        return self.retired or (self.shutdown_date is not None and today >= self.shutdown_date)
+
+    def retired_on(self, today: datetime.date | None = None) -> str:
+        """The retirement's date in words (" on 2026-01-15"), or "" when it has none yet
+        (marked retired before its shutdown date, or without one)."""
+        today = today or _utc_today()
+        if self.shutdown_date is None or self.shutdown_date > today:
+            return ""
+        return f" on {self.shutdown_date.isoformat()}"
+
+
+@dataclass(frozen=True)
+class Substitution:
+    """A request named a retired model; its successor serves it instead."""
+
+    requested: str
+    served: str
+    retired_on: str  # " on DATE" or ""
+
+    @property
+    def notice(self) -> str:
+        return (
+            f"The model `{self.requested}` was retired{self.retired_on}; "
+            f"its successor `{self.served}` served this request."
+        )
+
+    @property
+    def warning_header(self) -> str:
+        """A Warning header's value (RFC 7234): 299, a persistent warning; no agent."""
+        text = self.notice.replace("\\", "\\\\").replace('"', '\\"')
+        return f'299 - "{text}"'
+
+
+def _utc_today() -> datetime.date:
+    return datetime.datetime.now(datetime.UTC).date()
+
+
+def model_retired(entry: "ModelEntry") -> OpenAIError:
+    """OpenAI's answer for a model it no longer serves: 404 model_not_found, saying why."""
+    return OpenAIError(
+        f"The model `{entry.id}` was retired{entry.lifecycle.retired_on()} and no model "
+        "succeeds it: it is no longer served. GET /v1/models lists the models served.",
+        status=404,
+        param="model",
+        code="model_not_found",
+    )
 
 
 @dataclass(frozen=True)
@@ -96,6 +168,17 @@ class ModelEntry:
     owned_by: str = "arouter"
     created: int = DEFAULT_CREATED
     options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    lifecycle: Lifecycle = Lifecycle()
+    # Set by `Catalog.resolve` on the successor's entry when a request named a retired
+    # model: the ledger then records the model that served, the response carries the notice.
+    substitution: Substitution | None = None
+
+    @property
+    def notice_headers(self) -> dict[str, str]:
+        """Headers every response to a request for this entry carries (the substitution)."""
+        if self.substitution is None:
+            return {}
+        return {"Warning": self.substitution.warning_header}
 
     @property
     def served_by(self) -> str:
@@ -123,7 +206,11 @@ class Catalog:
             raise model_not_found(model_id) from None
 
     def resolve(self, model_id: str, kind: Kind) -> ModelEntry:
-        """The entry for a request of `kind`, or the OpenAI error a client should see."""
+        """The entry for a request of `kind`, or the OpenAI error a client should see.
+
+        A retired model's request goes to its successor (followed down the chain): the
+        successor's entry is returned carrying the `substitution`.
+        """
         entry = self.get(model_id)
         if entry.kind != kind:
             raise invalid_param(
@@ -132,7 +219,36 @@ class Catalog:
                 param="model",
                 code="model_not_supported",
             )
-        return entry
+        return self.in_service(entry)
+
+    def in_service(self, entry: ModelEntry) -> ModelEntry:
+        """`entry`, or the successor serving in its place; OpenAI's 404 when none does."""
+        served = self.serving(entry)
+        if served is entry:
+            return entry
+        substitution = Substitution(entry.id, served.id, entry.lifecycle.retired_on())
+        logger.warning("%s", substitution.notice)  # the operator sees who still asks for it
+        return replace(served, substitution=substitution)
+
+    def serving(self, entry: ModelEntry) -> ModelEntry:
+        """The entry that answers requests naming `entry` (itself, or the successor in
+        service), or OpenAI's 404 when the model is retired without one."""
+        today = _utc_today()
+        served = entry
+        while served.lifecycle.is_retired(today):
+            if served.lifecycle.successor is None:
+                raise model_retired(entry)
+            served = self.models[served.lifecycle.successor]  # checked at load: no cycle
+        return served
+
+    def is_listed(self, entry: ModelEntry) -> bool:
+        """Whether /v1/models shows `entry`: each model a request may name and be served
+        (a retired one with a successor is; one without is OpenAI's 404, so is not)."""
+        try:
+            self.serving(entry)
+        except OpenAIError:
+            return False
+        return True
 
     def filter(
         self,
@@ -182,6 +298,54 @@ def _modalities(path: Path, where: str, raw: Any, default: tuple[str, ...]) -> t
     return tuple(raw)
 
 
+def _date(path: Path, where: str, name: str, value: Any) -> datetime.date | None:
+    """A TOML date (`2026-01-15`) or an ISO date string."""
+    if value is None or (
+        isinstance(value, datetime.date) and not isinstance(value, datetime.datetime)
+    ):
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise _fail(path, where, f"`{name}` must be a date (2026-01-15), not {value!r}")
+
+
+def _lifecycle(path: Path, where: str, raw: dict, inherited: Lifecycle) -> Lifecycle:
+    """The entry's lifecycle fields; an alias keeps its base's for the fields it omits."""
+    successor = raw.get("successor", inherited.successor)
+    if successor is not None and (not isinstance(successor, str) or not successor):
+        raise _fail(path, where, "`successor` must name a model")
+    retired = raw.get("retired", inherited.retired)
+    if not isinstance(retired, bool):
+        raise _fail(path, where, "`retired` must be true or false")
+    return Lifecycle(
+        deprecated=_date(path, where, "deprecated", raw.get("deprecated", inherited.deprecated)),
+        shutdown_date=_date(
+            path, where, "shutdown_date", raw.get("shutdown_date", inherited.shutdown_date)
+        ),
+        successor=successor,
+        retired=retired,
+    )
+
+
+def _check_successors(path: Path, models: dict[str, ModelEntry]) -> None:
+    """Each successor is a model of the same kind, and no chain of them comes back round."""
+    for entry in models.values():
+        where = f'[models."{entry.id}"]'
+        seen = [entry.id]
+        current = entry
+        while (successor := current.lifecycle.successor) is not None:
+            if successor not in models or models[successor].kind != entry.kind:
+                raise _fail(path, where, f"successor {successor!r} is not a {entry.kind} model")
+            if successor in seen:
+                chain = " -> ".join([*seen, successor])
+                raise _fail(path, where, f"successors go round in a circle ({chain})")
+            seen.append(successor)
+            current = models[successor]
+
+
 def _base_entry(path: Path, model_id: str, raw: dict, upstreams: dict) -> ModelEntry:
     from gateway.providers import PROVIDERS, REMOTE_PROVIDERS
 
@@ -214,15 +378,25 @@ def _base_entry(path: Path, model_id: str, raw: dict, upstreams: dict) -> ModelE
         owned_by=str(raw.get("owned_by", "arouter")),
         created=int(raw.get("created", DEFAULT_CREATED)),
         options=dict(raw.get("options", {})),
+        lifecycle=_lifecycle(path, where, raw, Lifecycle()),
     )
 
 
 def _alias_entry(path: Path, model_id: str, raw: dict, base: ModelEntry) -> ModelEntry:
     where = f'[models."{model_id}"]'
-    extra = set(raw) - {"alias_of", "price", "description", "owned_by", "created"}
+    extra = set(raw) - {
+        "alias_of",
+        "price",
+        "description",
+        "owned_by",
+        "created",
+        *LIFECYCLE_FIELDS,
+    }
     if extra:
         raise _fail(
-            path, where, f"an alias may only set price and description, not {sorted(extra)}"
+            path,
+            where,
+            f"an alias may only set price, description and its lifecycle, not {sorted(extra)}",
         )
     pricing = _pricing(path, where, raw["price"]) if "price" in raw else base.pricing
     return ModelEntry(
@@ -241,6 +415,7 @@ def _alias_entry(path: Path, model_id: str, raw: dict, base: ModelEntry) -> Mode
         owned_by=str(raw.get("owned_by", base.owned_by)),
         created=int(raw.get("created", base.created)),
         options=base.options,
+        lifecycle=_lifecycle(path, where, raw, base.lifecycle),
     )
 
 
@@ -302,6 +477,7 @@ def load_catalog(path: Path) -> Catalog:
                     f'[models."{entry.id}"]',
                     f"fallback {fallback!r} is not a {entry.kind} model",
                 )
+    _check_successors(path, models)
     return Catalog(models=dict(sorted(models.items())), upstreams=upstreams)
 
 

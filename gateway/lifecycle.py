@@ -112,10 +112,15 @@ class MeteredCall:
             raise
 
     def respond(self, response: HttpResponseBase) -> HttpResponseBase:
-        """The response with the key's rate-limit headers (when it has a rate limit)."""
-        for name, value in self.admission.headers.items():
+        """The response with the key's rate-limit headers (when it has a rate limit) and
+        the model's notice (a retired model's successor served it: `Warning`)."""
+        for name, value in self.headers.items():
             response.setdefault(name, value)
         return response
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {**self.admission.headers, **self.entry.notice_headers}
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator["MeteredCall"]:
@@ -133,7 +138,7 @@ class MeteredCall:
             if self.measure is not None and not self.finished:
                 await self.measure()
             if isinstance(exc, OpenAIError):
-                exc.headers = {**self.admission.headers, **exc.headers}
+                exc.headers = {**self.headers, **exc.headers}
             await self.finish(_status_of(exc))
             raise
         if not self.streamed:

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from django.conf import settings
 
 from core.errors import OpenAIError
-from gateway.catalog import CatalogError, load_catalog
+from gateway.catalog import CatalogError, Lifecycle, load_catalog
 
 MINIMAL = """
 [models."local/whisper-base"]
@@ -152,3 +153,129 @@ def test_bad_catalog_stops_start_up(tmp_path):
     )
     assert result.returncode != 0
     assert f"Model catalog {path} is not valid TOML" in result.stderr
+
+
+# --- lifecycle: deprecated, shutdown_date, successor, retired -------------------------------
+
+LIFECYCLE = (
+    MINIMAL
+    + """
+[models."local/piper"]
+kind = "speech"
+provider = "piper"
+target = "packaged:en_US-joe-medium"
+
+[models."old/stt"]
+alias_of = "local/whisper-base"
+deprecated = 2024-01-10
+shutdown_date = 2024-07-01
+successor = "local/whisper-base"
+
+[models."older/stt"]
+alias_of = "local/whisper-base"
+retired = true
+successor = "old/stt"
+
+[models."gone/stt"]
+alias_of = "local/whisper-base"
+shutdown_date = "2024-03-01"
+
+[models."sunset/stt"]
+alias_of = "local/whisper-base"
+deprecated = 2025-05-01
+shutdown_date = 2999-12-31
+successor = "local/whisper-base"
+"""
+)
+
+
+def test_lifecycle_fields_are_read_as_dates(tmp_path):
+    models = load_catalog(write(tmp_path, LIFECYCLE)).models
+    old = models["old/stt"].lifecycle
+    assert (old.deprecated, old.shutdown_date) == (date(2024, 1, 10), date(2024, 7, 1))
+    assert (old.successor, old.retired) == ("local/whisper-base", False)
+    assert models["gone/stt"].lifecycle.shutdown_date == date(2024, 3, 1)  # an ISO string
+    assert models["local/whisper-base"].lifecycle == Lifecycle()
+
+
+def test_a_model_past_its_shutdown_date_resolves_to_its_successor(tmp_path):
+    catalog = load_catalog(write(tmp_path, LIFECYCLE))
+    served = catalog.resolve("old/stt", "transcription")
+    assert served.id == served.route_id == "local/whisper-base"  # what the ledger records
+    assert served.substitution.requested == "old/stt"
+    assert served.notice_headers == {
+        "Warning": '299 - "The model `old/stt` was retired on 2024-07-01; its successor '
+        '`local/whisper-base` served this request."'
+    }
+
+
+def test_successors_are_followed_down_the_chain(tmp_path):
+    served = load_catalog(write(tmp_path, LIFECYCLE)).resolve("older/stt", "transcription")
+    assert (served.id, served.substitution.requested) == ("local/whisper-base", "older/stt")
+    assert "`older/stt` was retired; its successor" in served.substitution.notice  # no date
+
+
+def test_a_model_before_its_shutdown_date_is_served_as_itself(tmp_path):
+    served = load_catalog(write(tmp_path, LIFECYCLE)).resolve("sunset/stt", "transcription")
+    assert (served.id, served.substitution, served.notice_headers) == ("sunset/stt", None, {})
+
+
+def test_a_retired_model_without_successor_is_a_404_saying_so(tmp_path):
+    with pytest.raises(OpenAIError) as caught:
+        load_catalog(write(tmp_path, LIFECYCLE)).resolve("gone/stt", "transcription")
+    error = caught.value
+    assert (error.status, error.code, error.param) == (404, "model_not_found", "model")
+    assert error.message.startswith("The model `gone/stt` was retired on 2024-03-01 and no")
+
+
+def test_the_kind_is_checked_before_the_retirement(tmp_path):
+    with pytest.raises(OpenAIError) as caught:
+        load_catalog(write(tmp_path, LIFECYCLE)).resolve("gone/stt", "speech")
+    assert (caught.value.status, caught.value.code) == (400, "model_not_supported")
+
+
+TINY = """
+[models."tiny"]
+kind = "transcription"
+provider = "whisper"
+target = "packaged:whisper-tiny.en"
+"""
+
+
+def test_an_alias_inherits_its_bases_lifecycle_field_by_field(tmp_path):
+    retired_base = MINIMAL + 'retired = true\nsuccessor = "tiny"\n' + TINY
+    text = (
+        retired_base
+        + LIFECYCLE.removeprefix(MINIMAL)
+        + '[models."plain"]\nalias_of = "local/whisper-base"\n'
+    )
+    catalog = load_catalog(write(tmp_path, text))
+    assert catalog.resolve("plain", "transcription").id == "tiny"  # the base's successor
+    sunset = catalog.models["sunset/stt"].lifecycle
+    assert (sunset.retired, sunset.successor) == (True, "local/whisper-base")  # its own
+
+
+@pytest.mark.parametrize(
+    ("fields", "complaint"),
+    [
+        ('successor = "nobody"', "successor 'nobody' is not a transcription model"),
+        ('successor = "local/piper"', "successor 'local/piper' is not a transcription model"),
+        ("successor = 3", "`successor` must name a model"),
+        ('retired = "yes"', "`retired` must be true or false"),
+        ('shutdown_date = "soon"', "`shutdown_date` must be a date"),
+        ("deprecated = 2024-01-01T10:00:00", "`deprecated` must be a date"),
+        ('successor = "older/stt"', "successors go round in a circle"),
+    ],
+)
+def test_bad_lifecycle_fields_fail_with_a_clear_message(tmp_path, fields, complaint):
+    # Set on the base; the last makes a circle: base -> older/stt -> old/stt -> base.
+    text = MINIMAL + fields + "\n" + LIFECYCLE.removeprefix(MINIMAL)
+    with pytest.raises(CatalogError) as caught:
+        load_catalog(write(tmp_path, text))
+    assert complaint in str(caught.value)
+
+
+def test_an_alias_may_set_only_its_lifecycle_beside_price_and_description(tmp_path):
+    text = MINIMAL + '\n[models."a"]\nalias_of = "local/whisper-base"\nupstream = "x"\n'
+    with pytest.raises(CatalogError, match="price, description and its lifecycle"):
+        load_catalog(write(tmp_path, text))

@@ -5,7 +5,8 @@ import pytest
 from gateway.catalog import catalog
 from tests.openai_contract import assert_matches
 
-# Our fields beside OpenAI's {id, object, created, owned_by}, as the README lists them.
+# Our fields beside OpenAI's {id, object, created, owned_by, shutdown_date}, as the README
+# lists them.
 OUR_FIELDS = (
     "kind",
     "description",
@@ -14,6 +15,9 @@ OUR_FIELDS = (
     "served_by",
     "alias_of",
     "pricing",
+    "deprecated",
+    "successor",
+    "retired",
 )
 OPENAI_NAMES = {
     "whisper-1": "local/whisper-base",
@@ -33,12 +37,15 @@ def test_list_shape(api):
     ids = [model["id"] for model in body["data"]]
     assert ids == sorted(catalog().models)
     for model in body["data"]:
-        assert list(model) == ["id", "object", "created", "owned_by", *OUR_FIELDS]
+        assert list(model) == ["id", "object", "created", "owned_by", "shutdown_date", *OUR_FIELDS]
         assert model["owned_by"]
         assert model["input_modalities"]
         assert model["output_modalities"]
         assert model["served_by"] == "local"  # the default catalog serves all of it here
         assert isinstance(model["pricing"], dict)
+        # No lifecycle in the default catalog: OpenAI's "null if not announced".
+        assert (model["shutdown_date"], model["deprecated"], model["successor"]) == (None,) * 3
+        assert model["retired"] is False
 
 
 def test_retrieve_is_openais_model_object(api):

@@ -116,7 +116,9 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         if relayed(entry):  # an upstream's realtime model: its events pass through
             self.relay = await Relay.open(entry, self)
             return
-        self.session = Session.opened(self.model)
+        # entry.id: the model asked for, or the successor serving a retired one (no header
+        # can say so on a socket; session.created names what serves, as OpenAI does).
+        self.session = Session.opened(entry.id)
         if minted:  # checked when the client secret was minted
             minted = {name: value for name, value in minted.items() if name != "model"}
             try:

@@ -1,12 +1,18 @@
 """GET /v1/models and /v1/models/{id}: the catalog, in OpenAI's list shape.
 
-OpenAI's model object is `{id, object, created, owned_by}`. The other fields are ours,
-documented in the README: what the model does (`kind`, modalities, `description`), who
-answers it (`served_by`: "local" or an upstream's name; `alias_of`: the catalog id whose
-engine an alias borrows) and its `pricing`. How a model is served inside (provider,
-weights, paths, addresses) is not shown.
+OpenAI's model object is `{id, object, created, owned_by, shutdown_date}` (the date the
+model shuts down, null if none is announced). The other fields are ours, documented in the
+README: what the model does (`kind`, modalities, `description`), who answers it
+(`served_by`: "local" or an upstream's name; `alias_of`: the catalog id whose engine an
+alias borrows), its `pricing`, and the rest of its lifecycle (`deprecated`: the date it
+was deprecated; `successor`: the model that answers once it is retired; `retired`). How a
+model is served inside (provider, weights, paths, addresses) is not shown.
+
+A retired model with a successor is listed (requests naming it are served by the
+successor); one without is not, and retrieving it is the 404 a request for it gets.
 """
 
+import datetime
 from typing import Literal
 
 from django.http import HttpRequest
@@ -22,6 +28,7 @@ class ModelOut(Schema):
     object: Literal["model"] = "model"
     created: int
     owned_by: str
+    shutdown_date: datetime.date | None
     kind: str
     description: str
     input_modalities: list[str]
@@ -29,6 +36,9 @@ class ModelOut(Schema):
     served_by: str
     alias_of: str | None
     pricing: dict[str, str]
+    deprecated: datetime.date | None
+    successor: str | None
+    retired: bool
 
 
 class ModelList(Schema):
@@ -37,10 +47,12 @@ class ModelList(Schema):
 
 
 def model_out(entry: ModelEntry) -> ModelOut:
+    lifecycle = entry.lifecycle
     return ModelOut(
         id=entry.id,
         created=entry.created,
         owned_by=entry.owned_by,
+        shutdown_date=lifecycle.shutdown_date,
         kind=entry.kind,
         description=entry.description,
         input_modalities=list(entry.input_modalities),
@@ -48,6 +60,9 @@ def model_out(entry: ModelEntry) -> ModelOut:
         served_by=entry.served_by,
         alias_of=entry.alias_of,
         pricing=entry.pricing.as_dict(),
+        deprecated=lifecycle.deprecated,
+        successor=lifecycle.successor,
+        retired=lifecycle.is_retired(),
     )
 
 
@@ -65,12 +80,16 @@ async def list_models(
     """
     if output_modalities or input_modalities:
         kind = "chat"
-    entries = catalog().filter(
+    models = catalog()
+    entries = models.filter(
         kind=kind, input_modality=input_modalities, output_modality=output_modalities
     )
-    return ModelList(data=[model_out(entry) for entry in entries])
+    return ModelList(data=[model_out(entry) for entry in entries if models.is_listed(entry)])
 
 
 @router.get("/{path:model_id}", response=ModelOut, summary="Retrieve a model")
 async def retrieve_model(request: HttpRequest, model_id: str) -> ModelOut:
-    return model_out(catalog().get(model_id))
+    models = catalog()
+    entry = models.get(model_id)
+    models.serving(entry)  # a retired model without a successor: its 404
+    return model_out(entry)
