@@ -1,12 +1,15 @@
 """Cutting long audio at pauses and stitching the pieces' transcripts back together."""
 
+import base64
+import io
 import itertools
+import wave
 
 import numpy as np
 import pytest
 
-from gateway.audio.chunking import plan_cuts, stitch
-from gateway.providers.base import Segment, Transcript, Word
+from gateway.audio.chunking import plan_cuts, speakers_heard, stitch
+from gateway.providers.base import KnownSpeaker, Segment, Transcript, Word
 
 RATE = 16_000
 
@@ -108,3 +111,60 @@ def test_stitch_keeps_times_inside_each_piece():
     whole = stitch([(0.0, overshoot), (5.0, overshoot)], 10.0)
     assert [(s.start, s.end) for s in whole.segments] == [(4.0, 5.0), (9.0, 10.0)]
     assert [(w.start, w.end) for w in whole.words] == [(4.2, 5.0), (9.2, 10.0)]
+
+
+# --- speakers across pieces -----------------------------------------------------------------
+
+
+def _spoken(label: str, start: float, end: float) -> Segment:
+    return Segment(0, 0, start, end, " hi", [], 0.0, 0.0, 0.0, 0.0, speaker=label)
+
+
+def _reference_audio(speaker: KnownSpeaker) -> np.ndarray:
+    head, _, payload = speaker.reference.partition(",")
+    assert head == "data:audio/wav;base64"
+    with wave.open(io.BytesIO(base64.b64decode(payload))) as clip:
+        assert (clip.getframerate(), clip.getnchannels()) == (RATE, 1)
+        return np.frombuffer(clip.readframes(clip.getnframes()), dtype=np.int16)
+
+
+def test_each_speaker_of_the_first_piece_gets_a_clip_of_their_own_voice():
+    # A at 1000, B at -1000: a clip is made of its speaker's samples only.
+    samples = np.concatenate([np.full(3 * RATE, 1000), np.full(4 * RATE, -1000),
+                              np.full(2 * RATE, 1000)]).astype(np.int16)  # fmt: skip
+    first = Transcript("", "", 9.0, [_spoken("A", 0, 3), _spoken("B", 3, 7), _spoken("A", 7, 9)])
+    speakers = speakers_heard(samples, first, ())
+    assert [s.name for s in speakers] == ["A", "B"]  # most heard first: A 5 s, B 4 s
+    a, b = (_reference_audio(s) for s in speakers)
+    assert (set(np.unique(a)), len(a)) == ({1000}, 5 * RATE)  # both of A's turns
+    assert (set(np.unique(b)), len(b)) == ({-1000}, 4 * RATE)
+
+
+def test_clips_are_kept_within_openais_2_to_10_seconds():
+    samples = np.full(30 * RATE, 500, dtype=np.int16)
+    first = Transcript("", "", 30.0, [_spoken("A", 0, 25), _spoken("B", 25, 25.5)])
+    lengths = [len(_reference_audio(s)) / RATE for s in speakers_heard(samples, first, ())]
+    assert lengths == [9.5, 2.5]  # A cut at 9.5 s; B's half second padded with silence
+
+
+def test_the_clients_known_speakers_come_first_and_four_at_most():
+    samples = np.full(20 * RATE, 500, dtype=np.int16)
+    given = (KnownSpeaker("agent", "data:audio/wav;base64,AAAA"),)
+    labels = ["agent", "A", "B", "C", "D"]
+    segments = [_spoken(label, i * 3, i * 3 + 3) for i, label in enumerate(labels)]
+    speakers = speakers_heard(samples, Transcript("", "", 20.0, segments), given)
+    assert [s.name for s in speakers] == ["agent", "A", "B", "C"]
+    assert speakers[0] == given[0]  # sent as the client sent it
+
+
+def test_clips_take_a_format_the_upstream_accepts():
+    samples = np.full(5 * RATE, 500, dtype=np.int16)
+    first = Transcript("", "", 5.0, [_spoken("A", 0, 5)])
+    [speaker] = speakers_heard(samples, first, (), ("mp3",))
+    assert speaker.reference.startswith("data:audio/mpeg;base64,")
+
+
+def test_stitch_keeps_each_segments_speaker():
+    part = Transcript("hi", "english", 2.0, [_spoken("A", 0, 1), _spoken("B", 1, 2)])
+    whole = stitch([(0.0, part), (2.0, part)], 4.0)
+    assert [s.speaker for s in whole.segments] == ["A", "B", "A", "B"]
