@@ -5,9 +5,14 @@ and the upstream's own model name (`target`). One `UpstreamClient` per upstream 
 connection pool, retries and cooldown; this class speaks each capability's endpoint:
 
 - transcription/translation: multipart, asking for `verbose_json` (entry option
-  `transcript_format = "json"` for upstreams that only answer text); uploads in a format
-  the upstream does not accept are transcoded, uploads over its size limit are cut at
-  silences, transcribed concurrently and stitched into one transcript;
+  `transcript_format = "json"` for upstreams that only answer text), `diarized_json` for
+  speakers, `json` with `include[]=logprobs`; chunking_strategy and known speakers are
+  passed on (the wire format is `openai_transcripts`). Uploads in a format the upstream
+  does not accept are transcoded, uploads over its size limit are cut at silences,
+  transcribed concurrently and stitched into one transcript. A streamed transcription is
+  streamed by the upstream and relayed event by event (deltas with their logprobs,
+  diarized `transcript.text.segment`s), or, cut into pieces or answered whole by an
+  upstream that does not stream, sent segment by segment once transcribed;
 - speech: the upstream's audio bytes are yielded as they arrive, never buffered whole;
 - chat: text turns out, text deltas back from the upstream's SSE stream;
   `relay_chat`/`relay_chat_stream` pass a whole OpenAI body (audio included) through.
@@ -20,6 +25,7 @@ accident.
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -37,7 +43,12 @@ from gateway.providers.base import (
     SpeechMeter,
     Transcript,
     TranscriptionJob,
-    Word,
+)
+from gateway.providers.openai_transcripts import (
+    StreamReading,
+    request_fields,
+    response_format_for,
+    transcript_from,
 )
 from gateway.providers.upstream_client import OPENAI, Dialect, bad_response, client_for, timed_out
 
@@ -58,30 +69,6 @@ OPENAI_VOICES = (
 )
 PCM_BYTES_PER_SECOND = 24_000 * 2
 CHARS_PER_TOKEN = 4  # estimate when an upstream reports no usage
-
-
-def _segment(raw: dict[str, Any], index: int, temperature: float) -> Segment:
-    return Segment(
-        id=int(raw.get("id", index)),
-        seek=int(raw.get("seek", 0)),
-        start=float(raw.get("start", 0.0)),
-        end=float(raw.get("end", 0.0)),
-        text=str(raw.get("text", "")),
-        tokens=list(raw.get("tokens") or []),
-        temperature=float(raw.get("temperature", temperature)),
-        avg_logprob=float(raw.get("avg_logprob", 0.0)),
-        compression_ratio=float(raw.get("compression_ratio", 0.0)),
-        no_speech_prob=float(raw.get("no_speech_prob", 0.0)),
-        words=[_word(w) for w in raw.get("words") or []],
-    )
-
-
-def _word(raw: dict[str, Any]) -> Word:
-    return Word(
-        word=str(raw.get("word", raw.get("text", ""))),
-        start=float(raw.get("start", 0.0)),
-        end=float(raw.get("end", 0.0)),
-    )
 
 
 def mid_stream_failure() -> OpenAIError:
@@ -116,13 +103,17 @@ class UpstreamProvider:
 
     # --- speech to text -----------------------------------------------------------------
 
+    async def _sent_whole(self, upload: AudioUpload) -> bool:
+        """Whether the upload goes as it is: a format the upstream takes, within its size."""
+        options = self.client.options
+        fmt = await asyncio.to_thread(transcode.format_of, upload.filename, upload.source)
+        refuses_format = bool(options.accepted_formats) and fmt not in options.accepted_formats
+        return not refuses_format and upload.size <= options.max_upload_bytes
+
     async def transcribe(self, job: TranscriptionJob) -> Transcript:
         options = self.client.options
         upload = job.upload
-        fmt = await asyncio.to_thread(transcode.format_of, upload.filename, upload.source)
-        refuses_format = bool(options.accepted_formats) and fmt not in options.accepted_formats
-        too_large = upload.size > options.max_upload_bytes
-        if not (refuses_format or too_large):
+        if await self._sent_whole(upload):
             return await self._transcribe_file(job, upload)
         samples = await asyncio.to_thread(transcode.decode_mono16k, upload.source)
         duration = len(samples) / transcode.RATE
@@ -140,66 +131,99 @@ class UpstreamProvider:
                 return start / transcode.RATE, await self._transcribe_file(job, part)
 
         pieces = await asyncio.gather(*(piece(start, end) for start, end in cuts))
-        return chunking.stitch(list(pieces), duration)
+        stitched = chunking.stitch(list(pieces), duration)
+        if job.include_logprobs:  # each piece's tokens, in the order the pieces play
+            logprobs = [p for _, part in pieces for p in part.logprobs or []]
+            stitched = replace(stitched, logprobs=logprobs)
+        return stitched
 
-    async def _transcribe_file(self, job: TranscriptionJob, upload: AudioUpload) -> Transcript:
+    def _path(self, job: TranscriptionJob) -> str:
         path = "/audio/translations" if job.task == "translate" else "/audio/transcriptions"
-        data: dict[str, Any] = {
-            "model": self.model,
-            "response_format": self.transcript_format,
-            "temperature": str(job.temperature),
-        }
-        if job.prompt:
-            data["prompt"] = job.prompt
-        if job.task == "transcribe":
-            if job.language:
-                data["language"] = job.language
-            if job.word_timestamps and self.transcript_format == "verbose_json":
-                data["timestamp_granularities[]"] = ["segment", "word"]
+        return self.endpoint(path)
+
+    def _fields(self, job: TranscriptionJob) -> dict[str, Any]:
+        return request_fields(job, self.model, response_format_for(job, self.transcript_format))
+
+    async def _open_transcription(
+        self, job: TranscriptionJob, upload: AudioUpload, data: dict[str, Any]
+    ) -> httpx.Response:
         # httpx's own encoder: it streams a spilled upload from its file in 64 KB reads
         # (re-read from the start on a retry), never a copy in memory. A hand-joined body
         # was about a millisecond faster at 277 KB and slower at 25 MB (bench/upload_encoding.py).
+        # The body is sent by the time the response's headers are here: the file may close.
         content_type = upload.content_type or "application/octet-stream"
         with upload.opened() as file:
             files = {"file": (upload.filename, file, content_type)}
-            body = await self.client.json("POST", self.endpoint(path), data=data, files=files)
-        return await self._transcript(body, job, upload)
+            return await self.client.open("POST", self._path(job), data=data, files=files)
+
+    async def _transcribe_file(self, job: TranscriptionJob, upload: AudioUpload) -> Transcript:
+        response = await self._open_transcription(job, upload, self._fields(job))
+        try:
+            await self._read_whole(response)
+        finally:
+            await response.aclose()
+        return await self._transcript(self.client.parse_json(response), job, upload)
 
     async def _transcript(
         self, body: dict[str, Any], job: TranscriptionJob, upload: AudioUpload
     ) -> Transcript:
-        if "text" not in body:
-            raise bad_response("no transcript text")
-        segments = [
-            _segment(raw, i, job.temperature) for i, raw in enumerate(body.get("segments") or [])
-        ]
-        words = [_word(w) for w in body["words"]] if body.get("words") is not None else None
-        duration = body.get("duration")
-        usage = body.get("usage") or {}
-        if duration is None and usage.get("type") == "duration":
-            duration = usage.get("seconds")
-        if duration is None:
+        transcript = transcript_from(body, job, self.entry.id, measured=None)
+        if transcript.duration <= 0:
             # No duration from the upstream: measure it, so the call is never billed at $0.
-            duration = await asyncio.to_thread(transcode.duration_of, upload.source)
-        language = str(body.get("language") or job.language or "")
-        if job.task == "translate":
-            language = "english"
-        return Transcript(
-            text=str(body["text"]),
-            language=language,
-            duration=float(duration),
-            segments=segments,
-            words=words,
-        )
+            seconds = await asyncio.to_thread(transcode.duration_of, upload.source)
+            transcript = replace(transcript, duration=seconds)
+        return transcript
 
     async def stream_transcription(
         self, job: TranscriptionJob
     ) -> AsyncIterator[Segment | Transcript]:
-        # Segments need the whole upstream answer; the router streams them as text deltas.
+        if job.task == "transcribe" and await self._sent_whole(job.upload):
+            async for item in self._relayed_transcription(job):
+                yield item
+            return
+        # Cut into pieces: the segments need every piece's answer.
         transcript = await self.transcribe(job)
         for segment in transcript.segments:
             yield segment
         yield transcript
+
+    async def _relayed_transcription(
+        self, job: TranscriptionJob
+    ) -> AsyncIterator[Segment | Transcript]:
+        """The upstream's own stream, event by event; a whole answer if it does not stream
+        (OpenAI ignores `stream` for whisper-1)."""
+        upload = job.upload
+        # The done event reports tokens, not seconds: the audio's length is measured here.
+        seconds = await asyncio.to_thread(transcode.duration_of, upload.source)
+        data = {**self._fields(job), "stream": "true"}
+        response = await self._open_transcription(job, upload, data)
+        try:
+            content_type = response.headers.get("content-type", "")
+            if not content_type.startswith("text/event-stream"):
+                await self._read_whole(response)
+                transcript = await self._transcript(self.client.parse_json(response), job, upload)
+                for segment in transcript.segments:
+                    yield segment
+                yield transcript
+                return
+            reading = StreamReading(job, seconds)
+            async for event in self._json_events(response):
+                item = reading.read(event)
+                if item is not None:
+                    yield item
+                if isinstance(item, Transcript):
+                    return
+            raise mid_stream_failure()  # the stream ended without transcript.text.done
+        finally:
+            await response.aclose()
+
+    async def _read_whole(self, response: httpx.Response) -> None:
+        try:
+            await response.aread()
+        except httpx.TimeoutException:
+            raise timed_out() from None
+        except httpx.TransportError:
+            raise mid_stream_failure() from None
 
     # --- text to speech -----------------------------------------------------------------
 
@@ -304,31 +328,38 @@ class UpstreamProvider:
         )
 
     async def _sse(self, path: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        """The JSON events of an upstream SSE stream, as they arrive, until `[DONE]`.
-
-        Parsed as the SSE standard says (httpx-sse): LF, CR or CRLF line ends, multi-line
-        data, comments and `event:` lines, so any server's framing reads the same.
-        """
+        """The JSON events of an upstream SSE stream, as they arrive, until `[DONE]`."""
         response = await self.client.open("POST", self.endpoint(path), json=body)
         try:
             content_type = response.headers.get("content-type", "")
             if not content_type.startswith("text/event-stream"):
                 raise bad_response(f"expected an event stream, got {content_type.split(';')[0]}")
-            try:
-                async for event in EventSource(response).aiter_sse():
-                    if event.data == "[DONE]":
-                        return
-                    try:
-                        yield json.loads(event.data)
-                    except ValueError:
-                        raise bad_response("malformed event") from None
-            except httpx.TimeoutException:
-                raise timed_out() from None
-            except httpx.TransportError:
-                raise mid_stream_failure() from None
-            raise mid_stream_failure()  # the stream ended without its [DONE]
+            async for event in self._json_events(response):
+                yield event
         finally:
             await response.aclose()
+
+    async def _json_events(self, response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+        """The JSON of each event of an SSE response as it arrives, up to `[DONE]`.
+
+        Parsed as the SSE standard says (httpx-sse): LF, CR or CRLF line ends, multi-line
+        data, comments and `event:` lines, so any server's framing reads the same. A body
+        that ends before `[DONE]` broke off (a transcription stream is complete at its
+        `transcript.text.done`, and its reader stops there).
+        """
+        try:
+            async for event in EventSource(response).aiter_sse():
+                if event.data == "[DONE]":
+                    return
+                try:
+                    yield json.loads(event.data)
+                except ValueError:
+                    raise bad_response("malformed event") from None
+        except httpx.TimeoutException:
+            raise timed_out() from None
+        except httpx.TransportError:
+            raise mid_stream_failure() from None
+        raise mid_stream_failure()  # the stream ended without its [DONE]
 
     # --- whole-body passthrough (audio chat) ----------------------------------------------
 
