@@ -94,8 +94,8 @@ class CascadeProvider:
 
     def instructed(self, job: ChatJob) -> ChatJob:
         """The job with the cascade's system prompt first. A client's leading system message
-        is joined to it (one system turn: fewer template tokens, and a tiny model follows
-        one better than two)."""
+        is joined to it: one system turn costs fewer template tokens, and many chat
+        templates read a system message only as the first turn."""
         if not self.system_prompt:
             return job
         messages = list(job.messages)
