@@ -8,11 +8,15 @@ connection pool, retries and cooldown; this class speaks each capability's endpo
   `transcript_format = "json"` for upstreams that only answer text), `diarized_json` for
   speakers, `json` with `include[]=logprobs`; chunking_strategy and known speakers are
   passed on (the wire format is `openai_transcripts`). Uploads in a format the upstream
-  does not accept are transcoded, uploads over its size limit are cut at silences,
-  transcribed concurrently and stitched into one transcript. A streamed transcription is
-  streamed by the upstream and relayed event by event (deltas with their logprobs,
-  diarized `transcript.text.segment`s), or, cut into pieces or answered whole by an
-  upstream that does not stream, sent segment by segment once transcribed;
+  does not accept are transcoded, uploads over its size limit or longer than the model
+  takes (`max_duration_seconds`, the entry's option or its upstream table's: OpenAI's
+  gpt-4o-transcribe takes 1,400 s) are cut at silences, transcribed concurrently and
+  stitched into one transcript; diarized, the first piece goes alone and its speakers
+  are sent with the others as known speakers, so every piece labels them alike. A
+  streamed transcription is streamed by the upstream and relayed event by event (deltas
+  with their logprobs, diarized `transcript.text.segment`s), or, cut into pieces or
+  answered whole by an upstream that does not stream, sent segment by segment once
+  transcribed;
 - speech: the upstream's audio bytes are yielded as they arrive, never buffered whole;
 - chat: text turns out, text deltas back from the upstream's SSE stream;
   `relay_chat`/`relay_chat_stream` pass a whole OpenAI body (audio included) through.
@@ -29,11 +33,13 @@ from dataclasses import replace
 from typing import Any
 
 import httpx
+import numpy as np
 from httpx_sse import EventSource
 
 from core.errors import OpenAIError
 from gateway.audio import chunking, transcode
-from gateway.catalog import ModelEntry, catalog
+from gateway.audio.decode import declared_seconds
+from gateway.catalog import CatalogError, ModelEntry, catalog
 from gateway.providers.base import (
     AudioUpload,
     ChatJob,
@@ -69,6 +75,26 @@ OPENAI_VOICES = (
 )
 PCM_BYTES_PER_SECOND = 24_000 * 2
 CHARS_PER_TOKEN = 4  # estimate when an upstream reports no usage
+# Pieces stay this far under a model's longest audio: a header's duration may be an
+# estimate, and an MP3 re-encoding adds a few milliseconds of padding.
+DURATION_MARGIN = 0.98
+
+
+def max_duration_of(entry: ModelEntry) -> float | None:
+    """The longest audio the model takes (`max_duration_seconds`: the entry's option, else
+    its upstream table's), or None when only the upload size limits it."""
+    upstream = catalog().upstreams[entry.upstream]
+    where = f'[models."{entry.id}"] options'
+    value = entry.options.get("max_duration_seconds")
+    if value is None:
+        where, value = f"[upstreams.{upstream.name}]", upstream.options.get("max_duration_seconds")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise CatalogError(
+            f"{where}.max_duration_seconds: must be a positive number of seconds, not {value!r}"
+        )
+    return float(value)
 
 
 def mid_stream_failure() -> OpenAIError:
@@ -91,6 +117,7 @@ class UpstreamProvider:
         self.client = client_for(catalog().upstreams[entry.upstream], self.dialect)
         self.model = entry.target
         self.transcript_format = str(entry.options.get("transcript_format", "verbose_json"))
+        self.max_duration = max_duration_of(entry)
         self._voices = tuple(entry.options.get("voices", OPENAI_VOICES))
 
     @property
@@ -104,24 +131,52 @@ class UpstreamProvider:
     # --- speech to text -----------------------------------------------------------------
 
     async def _sent_whole(self, upload: AudioUpload) -> bool:
-        """Whether the upload goes as it is: a format the upstream takes, within its size."""
+        """Whether the upload goes as it is: a format the upstream takes, within its size
+        and the model's longest audio."""
         options = self.client.options
         fmt = await asyncio.to_thread(transcode.format_of, upload.filename, upload.source)
         refuses_format = bool(options.accepted_formats) and fmt not in options.accepted_formats
-        return not refuses_format and upload.size <= options.max_upload_bytes
+        if refuses_format or upload.size > options.max_upload_bytes:
+            return False
+        return self.max_duration is None or await self._seconds(upload) <= self._piece_seconds()
+
+    async def _seconds(self, upload: AudioUpload) -> float:
+        """The upload's duration: as its header declares it (cheap), else decoded."""
+        declared = await asyncio.to_thread(declared_seconds, upload.source)
+        if declared is not None:
+            return declared
+        return await asyncio.to_thread(transcode.duration_of, upload.source)
+
+    def _piece_seconds(self) -> float:
+        """The longest piece to send: within the upload size (as 16 kHz WAV) and duration."""
+        size = (self.client.options.max_upload_bytes * 0.95 - 8192) / transcode.BYTES_PER_SECOND
+        if self.max_duration is None:
+            return size
+        return min(size, self.max_duration * DURATION_MARGIN)
 
     async def transcribe(self, job: TranscriptionJob) -> Transcript:
-        options = self.client.options
         upload = job.upload
         if await self._sent_whole(upload):
             return await self._transcribe_file(job, upload)
         samples = await asyncio.to_thread(transcode.decode_mono16k, upload.source)
         duration = len(samples) / transcode.RATE
-        max_seconds = (options.max_upload_bytes * 0.95 - 8192) / transcode.BYTES_PER_SECOND
-        cuts = chunking.plan_cuts(samples, transcode.RATE, max_seconds)
+        cuts = chunking.plan_cuts(samples, transcode.RATE, self._piece_seconds())
+        pieces = await self._transcribe_pieces(job, samples, cuts)
+        stitched = chunking.stitch(pieces, duration)
+        if job.include_logprobs:  # each piece's tokens, in the order the pieces play
+            logprobs = [p for _, part in pieces for p in part.logprobs or []]
+            stitched = replace(stitched, logprobs=logprobs)
+        return stitched
+
+    async def _transcribe_pieces(
+        self, job: TranscriptionJob, samples: np.ndarray, cuts: list[tuple[int, int]]
+    ) -> list[tuple[float, Transcript]]:
+        """(start in seconds, transcript) of each piece, transcribed concurrently; diarized,
+        the first alone first, so the others are sent its speakers (`speakers_heard`)."""
+        options = self.client.options
         limiter = asyncio.Semaphore(options.chunk_concurrency)
 
-        async def piece(start: int, end: int) -> tuple[float, Transcript]:
+        async def piece(job: TranscriptionJob, start: int, end: int) -> tuple[float, Transcript]:
             async with limiter:
                 content, out_fmt = await asyncio.to_thread(
                     transcode.encode, samples[start:end], options.accepted_formats
@@ -130,12 +185,19 @@ class UpstreamProvider:
                 # Each piece is prompted with the caller's prompt; Whisper conditions on it.
                 return start / transcode.RATE, await self._transcribe_file(job, part)
 
-        pieces = await asyncio.gather(*(piece(start, end) for start, end in cuts))
-        stitched = chunking.stitch(list(pieces), duration)
-        if job.include_logprobs:  # each piece's tokens, in the order the pieces play
-            logprobs = [p for _, part in pieces for p in part.logprobs or []]
-            stitched = replace(stitched, logprobs=logprobs)
-        return stitched
+        if not job.diarize or len(cuts) == 1:
+            return list(await asyncio.gather(*(piece(job, *cut) for cut in cuts)))
+        first = await piece(job, *cuts[0])
+        start, end = cuts[0]
+        speakers = await asyncio.to_thread(
+            chunking.speakers_heard,
+            samples[start:end],
+            first[1],
+            job.known_speakers,
+            options.accepted_formats,
+        )
+        later = replace(job, known_speakers=speakers)
+        return [first, *await asyncio.gather(*(piece(later, *cut) for cut in cuts[1:]))]
 
     def _path(self, job: TranscriptionJob) -> str:
         path = "/audio/translations" if job.task == "translate" else "/audio/transcriptions"
