@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/realtime.py relay [--turns 10] [--stub-turns 200]
                                              [--sessions 20] [--seconds 10]
+    .venv/bin/python bench/realtime.py voice [--turns 10]
 
 `relay`: what relaying a realtime session to an upstream costs (gateway.realtime.relay).
 Three processes on loopback, each alone on its port: a second ARouter (the "peer", its
@@ -20,13 +21,24 @@ shows), and the ARouter under test, one worker, whose catalog routes `peer/realt
   that differ from what was sent, echo round trip p50/p99 (through ARouter vs straight to
   the stub at the same concurrency), and the ledger rows the responses left.
 
-A voice-to-voice section (the offline cascade) belongs beside it as its own subcommand.
+`voice`: voice-to-voice latency on the offline cascade (local/audio-chat) of one live
+ARouter. Ten questions spoken by its Piper are streamed as a microphone streams them,
+100 ms `input_audio_buffer.append` frames on a 100 ms clock (silence goes on while the
+reply plays), to a server VAD session (OpenAI's default turn detection). Each stage is
+timed by when the client receives the server's events: from `speech_stopped` to
+`committed`, to `input_audio_transcription.completed`, to `response.created`, to the first
+`output_audio_transcript.delta` (first text) and to the first `output_audio.delta`, the
+voice-to-voice figure (median and p90). The same speech on a push-to-talk session
+(`turn_detection: null`: commit and response.create when the speech ends) is the
+baseline, from sending the commit; turns alternate between the two sessions, after a
+warm-up turn of each.
 """
 
 import argparse
 import asyncio
 import base64
 import json
+import math
 import os
 import sqlite3
 import statistics
@@ -409,6 +421,208 @@ async def stub_turn(servers: Servers, relayed: bool) -> float:
     return await first_audio_after_request(_stub_sessions[route])
 
 
+# --- the voice section ------------------------------------------------------------------------
+
+VOICE_QUESTIONS = (
+    "What is the capital of France?",
+    "How tall is the Eiffel Tower?",
+    "Can you tell me a fun fact about the moon?",
+    "What should I cook for dinner tonight?",
+    "Why is the sky blue?",
+    "How many legs does a spider have?",
+    "What is the weather usually like in London?",
+    "Who wrote the play Romeo and Juliet?",
+    "What is a good name for a small dog?",
+    "How far away is the sun from the earth?",
+)
+VOICE_FRAME_MS = 100
+VOICE_FRAME_BYTES = 24_000 * 2 * VOICE_FRAME_MS // 1000
+SILENT_FRAME = base64.b64encode(b"\0" * VOICE_FRAME_BYTES).decode()
+# (label, the event whose first arrival ends the stage), in the order a turn gives them.
+VAD_STAGES = (
+    ("input_audio_buffer.committed", "input_audio_buffer.committed"),
+    ("input_audio_transcription.completed",
+     "conversation.item.input_audio_transcription.completed"),
+    ("response.created", "response.created"),
+    ("first output_audio_transcript.delta", "response.output_audio_transcript.delta"),
+    ("first output_audio.delta", "response.output_audio.delta"),
+)  # fmt: skip
+
+
+def speech_pcm(port: int, key: str, text: str) -> bytes:
+    """`text` spoken by the server's own Piper, as 24 kHz pcm16."""
+    response = httpx.post(
+        f"http://127.0.0.1:{port}/v1/audio/speech",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"model": "local/piper", "input": text, "voice": "alloy", "response_format": "pcm"},
+        timeout=120,
+    )
+    response.raise_for_status()
+    return response.content
+
+
+def speech_end_ms(pcm: bytes) -> int:
+    """Where the voice in `pcm` ends (the last 10 ms above a loudness floor)."""
+    import numpy as np
+
+    samples = np.frombuffer(pcm[: len(pcm) // 480 * 480], dtype="<i2").astype(np.float32)
+    loud = np.flatnonzero(np.sqrt((samples.reshape(-1, 240) ** 2).mean(axis=1)) > 300)
+    return int(loud[-1] + 1) * 10
+
+
+def voice_frames(pcm: bytes) -> list[str]:
+    step = VOICE_FRAME_BYTES
+    return [base64.b64encode(pcm[i : i + step]).decode() for i in range(0, len(pcm), step)]
+
+
+async def paced(ws: ClientConnection, frames: list[str], then_silence: bool) -> None:
+    """Send `frames` on a 100 ms clock, as a microphone would (then silence, if asked,
+    until cancelled: the microphone stays open while the reply plays)."""
+    start = time.perf_counter()
+    index = 0
+    while index < len(frames) or then_silence:
+        await asyncio.sleep(max(0.0, start + index * VOICE_FRAME_MS / 1000 - time.perf_counter()))
+        audio = frames[index] if index < len(frames) else SILENT_FRAME
+        await ws.send(event("input_audio_buffer.append", audio=audio))
+        index += 1
+
+
+async def first_arrivals(ws: ClientConnection, until_kind: str = "response.done") -> dict:
+    """The perf_counter() time each event type first arrived, up to `until_kind`."""
+    arrived: dict[str, float] = {}
+    while True:
+        message = json.loads(await ws.recv())
+        arrived.setdefault(message["type"], time.perf_counter())
+        if message["type"] == "error":
+            raise RuntimeError(message)
+        if message["type"] == until_kind:
+            return arrived
+
+
+async def vad_turn(ws: ClientConnection, speech: bytes) -> dict[str, float]:
+    """One spoken turn on a server VAD session; seconds of each stage."""
+    lead = b"\0" * (VOICE_FRAME_BYTES * 3)  # 300 ms of silence before the speech
+    frames = voice_frames(lead + speech)
+    sender = asyncio.create_task(paced(ws, frames, then_silence=True))
+    speech_over = time.perf_counter() + (300 + speech_end_ms(speech)) / 1000
+    try:
+        arrived = await first_arrivals(ws)
+    finally:
+        sender.cancel()
+        await asyncio.gather(sender, return_exceptions=True)
+    stopped = arrived["input_audio_buffer.speech_stopped"]
+    stages = {"speech_stopped": stopped - speech_over}
+    for label, kind in VAD_STAGES:
+        stages[label] = arrived[kind] - stopped
+    return stages
+
+
+async def push_to_talk_turn(ws: ClientConnection, speech: bytes) -> dict[str, float]:
+    """One turn as a push-to-talk client sends it: the speech on the clock, then commit;
+    response.create once the turn is heard (conversation.item.done: sent at once, it
+    would be answered before the turn is heard, see `commit_and_create_at_once`);
+    seconds of each stage from sending the commit."""
+    await paced(ws, voice_frames(speech + b"\0" * (VOICE_FRAME_BYTES * 2)), then_silence=False)
+    committed_at = time.perf_counter()
+    await ws.send(event("input_audio_buffer.commit"))
+    heard = await first_arrivals(ws, until_kind="conversation.item.done")
+    await ws.send(event("response.create"))
+    arrived = {**await first_arrivals(ws), **heard}
+    return {label: arrived[kind] - committed_at for label, kind in VAD_STAGES}
+
+
+async def commit_and_create_at_once(ws: ClientConnection, speech: bytes) -> tuple[float, bool]:
+    """commit and response.create sent together, as many push-to-talk clients send them:
+    (ms from the commit to response.created, whether the turn was heard before it)."""
+    await paced(ws, voice_frames(speech + b"\0" * (VOICE_FRAME_BYTES * 2)), then_silence=False)
+    committed_at = time.perf_counter()
+    await ws.send(event("input_audio_buffer.commit"))
+    await ws.send(event("response.create"))
+    arrived = await first_arrivals(ws)
+    heard_first = arrived.get(VAD_STAGES[1][1], math.inf) < arrived["response.created"]
+    if not heard_first:  # the turn's transcription still comes, after the reply
+        await until(ws, VAD_STAGES[1][1])
+    return (arrived["response.created"] - committed_at) * 1000, heard_first
+
+
+async def voice_session(port: int, key: str, push_to_talk: bool) -> ClientConnection:
+    ws = await open_session(f"ws://127.0.0.1:{port}/v1/realtime?model=local/audio-chat", key)
+    session: dict = {"max_output_tokens": 40}  # the first audio comes long before
+    if push_to_talk:
+        session["audio"] = {"input": {"turn_detection": None}}
+    await ws.send(event("session.update", session=session))
+    await until(ws, "session.updated")
+    return ws
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+def print_stages(title: str, turns: list[dict[str, float]]) -> None:
+    print(title)
+    for label in turns[0]:
+        values = [turn[label] * 1000 for turn in turns]
+        print(
+            f"  {label:<40} {statistics.median(values):8.0f} {percentile(values, 0.9):8.0f}"
+            f" {min(values):8.0f} {max(values):8.0f}"
+        )
+
+
+async def voice(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory(prefix="arouter-bench-voice-") as work:
+        process, port, key = start_arouter(Path(work) / "voice")
+        try:
+            speeches = [speech_pcm(port, key, text) for text in VOICE_QUESTIONS]
+            vad = await voice_session(port, key, push_to_talk=False)
+            ptt = await voice_session(port, key, push_to_talk=True)
+            await vad_turn(vad, speeches[0])  # warm-up: every model loaded and run once
+            await push_to_talk_turn(ptt, speeches[0])
+            vad_turns, ptt_turns = [], []
+            for index in range(args.turns):  # alternating, so both see the same load
+                speech = speeches[index % len(speeches)]
+                vad_turns.append(await vad_turn(vad, speech))
+                ptt_turns.append(await push_to_talk_turn(ptt, speech))
+            at_once = await commit_and_create_at_once(ptt, speeches[1])
+            await vad.close()
+            await ptt.close()
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    print(
+        f"Voice-to-voice latency, offline cascade (local/audio-chat), {args.turns} turns each,"
+        f" real speech in {VOICE_FRAME_MS} ms frames at real time;"
+        f" {os.cpu_count()} cores, load average {load}"
+    )
+    print(f"  {'ms':<40} {'median':>8} {'p90':>8} {'min':>8} {'max':>8}")
+    first = vad_turns[0]
+    print_stages("server VAD: end of speech in the stream -> speech_stopped (silence_duration_ms)",
+                 [{"speech_stopped": t["speech_stopped"]} for t in vad_turns])  # fmt: skip
+    print_stages(
+        "server VAD, from the client's receipt of input_audio_buffer.speech_stopped to:",
+        [{label: t[label] for label in first if label != "speech_stopped"} for t in vad_turns],
+    )
+    print_stages(
+        "push-to-talk (turn_detection null), from sending commit (response.create once heard):",
+        ptt_turns,
+    )
+    median = statistics.median(t["first output_audio.delta"] for t in vad_turns)
+    baseline = statistics.median(t["first output_audio.delta"] for t in ptt_turns)
+    print(
+        f"voice-to-voice (speech_stopped -> first audio) median {median * 1000:.0f} ms"
+        f" (goal <= 800 ms); push-to-talk commit -> first audio {baseline * 1000:.0f} ms"
+    )
+    created_ms, heard_first = at_once
+    print(
+        f"push-to-talk, commit and response.create sent together: response.created"
+        f" {created_ms:.0f} ms after the commit, "
+        + ("after the turn was heard" if heard_first else "BEFORE the turn was heard")
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -417,11 +631,15 @@ def main() -> None:
     relay_parser.add_argument("--stub-turns", type=int, default=200, help="stub turns per route")
     relay_parser.add_argument("--sessions", type=int, default=20)
     relay_parser.add_argument("--seconds", type=float, default=10.0, help="of streaming each")
+    voice_parser = commands.add_parser("voice", help="voice-to-voice latency, offline cascade")
+    voice_parser.add_argument("--turns", type=int, default=10, help="turns of each kind")
     stub_parser = commands.add_parser("stub", help="(internal) run the stub upstream")
     stub_parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     if args.command == "stub":
         asyncio.run(serve_stub(args.port))
+    elif args.command == "voice":
+        asyncio.run(voice(args))
     else:
         asyncio.run(relay(args))
 
