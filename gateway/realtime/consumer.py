@@ -95,7 +95,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         self.group: str | None = None
         self.ended_by: OpenAIError | None = None  # the credentials went away: closing
         self.listening = Listening()
-        self.turn_lock = asyncio.Lock()  # turns are heard (and answered) in order
+        self.hearing: asyncio.Task | None = None  # the last committed turn being heard
         self.tasks: set[asyncio.Task] = set()
         try:
             self.api_key, self.credential = await authenticate(self.scope)
@@ -338,9 +338,9 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         self.buffer.take(audio_end_ms)
         await self._commit(turn, call, respond=listening.settings.create_response)
 
-    async def _commit(self, turn: UserTurn, call: MeteredCall, respond: bool) -> None:
-        """Commit a heard turn (its whole length must fit the key's budget), then hear it
-        and maybe answer it beside the socket's loop."""
+    async def _commit(self, turn: UserTurn, call: MeteredCall, respond: bool) -> asyncio.Task:
+        """Commit a turn (its whole length must fit the key's budget) and hear it beside
+        the socket's loop (the audio still arriving is not held up); maybe answer it."""
         try:
             await call.cover(self.conversation.heard_audio(turn.seconds))
         except OpenAIError:
@@ -348,16 +348,29 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             await call.finish(429)
             raise
         item = await self.conversation.committed(turn)
-        self._spawn(self._answer(turn, item, call, respond))
+        # In order: a turn is heard after the ones committed before it.
+        self.hearing = asyncio.ensure_future(self._hear(turn, item, call, after=self.hearing))
+        if respond and self.conversation.speaks:
+            self._spawn(self._answer(self.hearing))
+        return self.hearing
 
-    async def _answer(self, turn: UserTurn, item, call: MeteredCall, respond: bool) -> None:
-        async with self.turn_lock:
-            heard = await self.conversation.hear(turn, item, call)
-            if not (heard and respond and self.conversation.speaks):
-                return
-            if self._responding():  # the user spoke while it answered, not over it
-                await asyncio.gather(self.response.task, return_exceptions=True)
-            await self._respond(None, None)
+    async def _hear(self, turn: UserTurn, item, call: MeteredCall, after) -> bool:
+        if after is not None:
+            await asyncio.gather(after, return_exceptions=True)
+        try:
+            return await self.conversation.hear(turn, item, call)
+        except Exception as exc:
+            await self.send_event("error", error=_error_event(exc, "turn", None))
+            return False
+
+    async def _answer(self, hearing: asyncio.Task) -> None:
+        """Answer a turn found by VAD once it is heard (after any reply still speaking,
+        when the user spoke without interrupting it)."""
+        if not await hearing:
+            return
+        if self._responding():
+            await asyncio.gather(self.response.task, return_exceptions=True)
+        await self._respond(None, None)
 
     async def _idle_timeout(self) -> None:
         """No speech for idle_timeout_ms after a response: say so and answer again (the
@@ -412,15 +425,20 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         turn.finish(self.buffer.audio_between(turn.cut_ms, self.buffer.end_ms))
         self.buffer.clear()
         await self._commit(turn, call, respond=False)
-        await self.turn_lock.acquire()  # the turn is heard before the next event is read
-        self.turn_lock.release()
+        await self._heard()  # push-to-talk: heard before the next event is read
 
     # --- responses --------------------------------------------------------------------
 
     async def on_response_create(self, event: dict, event_id: str | None) -> None:
         await self._respond(event.get("response"), event_id)
 
+    async def _heard(self) -> None:
+        """Wait until every committed turn is heard: a response reads their transcripts."""
+        if self.hearing is not None:
+            await asyncio.gather(asyncio.shield(self.hearing), return_exceptions=True)
+
     async def _respond(self, options, event_id: str | None) -> None:
+        await self._heard()
         if self._responding():
             raise RealtimeError(
                 "Conversation already has an active response in progress.",
