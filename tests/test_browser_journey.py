@@ -173,9 +173,9 @@ def talk(page, seconds: float) -> None:
     )
     screenshot(page, "06-talk")
     assert page.is_hidden("#chat-error"), page.inner_text("#chat-error")
-    heard = page.inner_text("#chat-user")
+    heard = page.inner_text("#talk-log .turn.user .text")
     assert word_error_rate(QUESTION, heard) <= 0.5, heard
-    assert page.inner_text("#chat-reply").strip()
+    assert page.inner_text("#talk-log .turn.assistant .text").strip()
 
 
 def review_usage(page) -> None:
