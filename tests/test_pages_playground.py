@@ -1,9 +1,12 @@
 """The playground page, its short-lived tokens for /v1, and its cost lookups."""
 
+import re
 import time
 from decimal import Decimal
 
 import pytest
+from django.conf import settings
+from django.contrib.staticfiles import finders
 from django.core import signing
 from django.test import Client
 
@@ -125,3 +128,25 @@ def test_only_local_cascades_are_offered_for_talking(as_owner, team, api_key):
         "local/audio-chat",
         "openai/gpt-5.4-audio-preview",
     ]
+
+
+def test_the_talk_tab_has_talk_mode_push_to_talk_and_a_level_meter(as_owner, team, api_key):
+    page = as_owner.get(f"/teams/{team.pk}/playground/").content.decode()
+    for control in ('id="talk-mode"', 'id="chat-talk"', 'id="talk-level"', 'id="talk-log"'):
+        assert control in page
+    # Its scripts are static modules (the pages' policy refuses inline scripts), the
+    # microphone's AudioWorklet among them.
+    scripts = re.findall(r"<script([^>]*)>(.*?)</script>", page, re.S)
+    sources = [re.search(r'src="([^"]+)"', attributes).group(1) for attributes, _ in scripts]
+    assert all(body.strip() == "" for _, body in scripts)
+    assert "/static/js/playground-talk.js" in sources
+    worklet = re.search(r'data-worklet-url="([^"]+)"', page).group(1)
+    for url in [*sources, worklet]:
+        assert url.startswith(settings.STATIC_URL)
+        assert finders.find(url.removeprefix(settings.STATIC_URL)), url
+
+
+def test_without_a_usable_key_the_playground_scripts_are_not_loaded(as_owner, team):
+    page = as_owner.get(f"/teams/{team.pk}/playground/").content.decode()
+    assert "playground.js" not in page
+    assert "playground-talk.js" not in page
