@@ -212,6 +212,7 @@ def test_two_turns_hands_free_the_first_reply_interrupted_by_speaking(talk_page)
     assert word_error_rate(BARGE_IN, users[1]["text"]) <= 0.4, users[1]
 
     first, second = replies[0], replies[1]
+    print("MARGIN", first.get("playedMs"), first["text"][:80], "|", second["text"][:80])  # TEMP
     assert first["answers"] == users[0]["itemId"]
     assert second["answers"] == users[1]["itemId"]
     # Both sides in the order they spoke: the reply had begun when the user spoke over it.
