@@ -387,7 +387,10 @@ async def relay(args: argparse.Namespace) -> None:
         servers = Servers(Path(work)).start()
         try:
             frames = question_frames(servers)
-            print(f"First audio delta after response.create (median; {os.cpu_count()} cores):")
+            print(
+                f"First audio delta after response.create (median; {os.cpu_count()} cores,"
+                f" load average {os.getloadavg()[0]:.1f}):"
+            )
             stub = await alternating(lambda r: stub_turn(servers, r), args.stub_turns)
             print_latency("stub", stub)
             peer = await alternating(lambda r: peer_turn(servers, r, frames), args.turns)
@@ -399,8 +402,17 @@ async def relay(args: argparse.Namespace) -> None:
             )
             direct = await concurrent_streams(servers, False, args.sessions, args.seconds)
             print_streams("straight", direct)
+            gateway_cpu = cpu_seconds(servers.processes[-1].pid)
             relayed = await concurrent_streams(servers, True, args.sessions, args.seconds)
+            gateway_cpu = cpu_seconds(servers.processes[-1].pid) - gateway_cpu
             print_streams("via ARouter", relayed)
+            relayed_frames = relayed["sent"] + relayed["echoed"]
+            print(
+                f"  ARouter's CPU: {gateway_cpu:.2f} s for {relayed_frames} frames relayed,"
+                f" {gateway_cpu / relayed_frames * 1e6:.0f} us a frame: {gateway_cpu / args.seconds:.0%}"
+                f" of one core at this rate; load average {os.getloadavg()[0]:.1f}"
+                " (others' work on the machine slows the round trips, not this)"
+            )
             after = servers.ledger("stub/realtime")
             print(
                 f"  ledger: {after[0] - before[0]} response rows, "
@@ -408,6 +420,12 @@ async def relay(args: argparse.Namespace) -> None:
             )
         finally:
             servers.stop()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 _stub_sessions: dict[str, ClientConnection] = {}
