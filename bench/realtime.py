@@ -409,8 +409,9 @@ async def relay(args: argparse.Namespace) -> None:
             relayed_frames = relayed["sent"] + relayed["echoed"]
             print(
                 f"  ARouter's CPU: {gateway_cpu:.2f} s for {relayed_frames} frames relayed,"
-                f" {gateway_cpu / relayed_frames * 1e6:.0f} us a frame: {gateway_cpu / args.seconds:.0%}"
-                f" of one core at this rate; load average {os.getloadavg()[0]:.1f}"
+                f" {gateway_cpu / relayed_frames * 1e6:.0f} us a frame:"
+                f" {gateway_cpu / args.seconds:.0%} of one core at this rate;"
+                f" load average {os.getloadavg()[0]:.1f}"
                 " (others' work on the machine slows the round trips, not this)"
             )
             after = servers.ledger("stub/realtime")
