@@ -180,7 +180,10 @@ const handlers = {
     entry(event.item_id, "assistant").dataset.truncatedMs = event.audio_end_ms;
   },
   "response.done": (event) => responseDone(event.response),
-  error: (event) => showError(event.error.message),
+  error: (event) => {
+    // Pressing to talk raced the reply's own end: nothing was left to cancel.
+    if (event.error.code !== "response_cancel_not_active") showError(event.error.message);
+  },
 };
 
 // --- the socket -----------------------------------------------------------------------------
