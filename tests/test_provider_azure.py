@@ -18,9 +18,8 @@ import pytest
 
 from gateway.audio.encode import wav_file
 from tests.openai_contract import assert_matches, assert_stream_matches
-from tests.upstream_helpers import catalog_from, model_table, upstream_table
+from tests.upstream_helpers import catalog_from, model_table, record_of, upstream_table
 from tests.vendor_fakes.azure import API_KEY, FakeAzure
-from usage.models import UsageRecord
 
 KEY_ENV = "ARAZURE_TEST_KEY"
 WRONG_KEY_ENV = "ARAZURE_WRONG_KEY"
@@ -31,9 +30,7 @@ AUDIO_CHAT_PRICE = {"per_million_text_input_tokens": 2.5, "per_million_text_outp
 
 
 def vendor_model(model_id: str, kind: str, upstream: str, target: str, **fields) -> str:
-    """A catalog entry served by the azure provider (model_table writes "upstream")."""
-    table = model_table(model_id, kind, upstream, target, **fields)
-    return table.replace('provider = "upstream"', 'provider = "azure"')
+    return model_table(model_id, kind, upstream, target, provider="azure", **fields)
 
 
 @pytest.fixture(scope="module")
@@ -75,18 +72,6 @@ def azure_models(azure, tmp_path, monkeypatch):
     azure.reset()
     with catalog_from(tmp_path / "catalog.toml", azure_catalog(azure)):
         yield azure
-
-
-def record_of(model: str) -> UsageRecord:
-    """The model's usage row; a stream is billed as it ends, just after its last byte."""
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            return UsageRecord.objects.finished().get(model=model)
-        except UsageRecord.DoesNotExist:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 def tone_wav(seconds: float) -> bytes:

@@ -8,7 +8,6 @@ import asyncio
 import io
 import json
 import math
-import time
 import wave
 
 import av
@@ -34,9 +33,8 @@ from gateway.providers.deepgram import (
     speaker_label,
     speech_parts,
 )
-from tests.upstream_helpers import catalog_from, model_table, upstream_table
+from tests.upstream_helpers import catalog_from, model_table, record_of, upstream_table
 from tests.vendor_fakes.deepgram import API_KEY, SCRIPT, FakeDeepgram, start_fake
-from usage.models import UsageRecord
 
 KEY_ENV = "ARDEEPGRAM_TEST_KEY"
 WRONG_KEY_ENV = "ARDEEPGRAM_WRONG_KEY"
@@ -121,18 +119,6 @@ def tone_wav(seconds: float = 3.0, rate: int = 16000) -> bytes:
 
 
 WAV = tone_wav()
-
-
-def record_of(model: str) -> UsageRecord:
-    """The model's usage row; a stream is billed as it ends, just after its last byte."""
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            return UsageRecord.objects.finished().get(model=model)
-        except UsageRecord.DoesNotExist:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 def provider(model_id: str):

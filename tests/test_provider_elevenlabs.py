@@ -9,7 +9,6 @@ https://elevenlabs.io/docs/api-reference/authentication.
 
 import io
 import json
-import time
 
 import av
 import httpx
@@ -26,9 +25,8 @@ from gateway.providers.elevenlabs import (
     elevenlabs_error_fields,
     output_plan,
 )
-from tests.upstream_helpers import catalog_from, model_table, upstream_table
+from tests.upstream_helpers import catalog_from, model_table, record_of, upstream_table
 from tests.vendor_fakes.elevenlabs import ElevenLabsFake, speech_audio
-from usage.models import UsageRecord
 
 KEY_ENV = "ARELEVENLABS_TEST_KEY"
 WRONG_KEY_ENV = "ARELEVENLABS_WRONG_KEY"
@@ -39,8 +37,7 @@ FAST = {"backoff_base": 0.01, "backoff_max": 0.05, "max_retries": 2, "cooldown_a
 
 
 def vendor_model(model_id: str, kind: str, upstream: str, target: str, **fields) -> str:
-    table = model_table(model_id, kind, upstream, target, **fields)
-    return table.replace('provider = "upstream"', 'provider = "elevenlabs"', 1)
+    return model_table(model_id, kind, upstream, target, provider="elevenlabs", **fields)
 
 
 def elevenlabs_catalog(fake: ElevenLabsFake) -> str:
@@ -85,18 +82,6 @@ def elevenlabs(fake, tmp_path, monkeypatch):
     fake.reset()
     with catalog_from(tmp_path / "catalog.toml", elevenlabs_catalog(fake)):
         yield fake
-
-
-def record_of(model: str) -> UsageRecord:
-    """The model's usage row; a stream is billed as it ends, just after its last byte."""
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            return UsageRecord.objects.finished().get(model=model)
-        except UsageRecord.DoesNotExist:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 def tone_wav(seconds: float, rate: int = 16_000) -> bytes:

@@ -11,7 +11,6 @@ import base64
 import io
 import json
 import math
-import time
 
 import av
 import numpy as np
@@ -20,9 +19,8 @@ import pytest
 
 from gateway.audio.encode import wav_file
 from tests.openai_contract import assert_matches, assert_stream_matches
-from tests.upstream_helpers import catalog_from, model_table, upstream_table
+from tests.upstream_helpers import catalog_from, model_table, record_of, upstream_table
 from tests.vendor_fakes.gemini import API_KEY, FakeGemini
-from usage.models import UsageRecord
 
 KEY_ENV = "ARGEMINI_TEST_KEY"
 WRONG_KEY_ENV = "ARGEMINI_WRONG_KEY"
@@ -34,9 +32,7 @@ AUDIO_TOKENS_PER_SECOND = 32  # what Gemini counts a second of audio as
 
 
 def vendor_model(model_id: str, kind: str, upstream: str, target: str, **fields) -> str:
-    """A catalog entry served by the gemini provider (model_table writes "upstream")."""
-    table = model_table(model_id, kind, upstream, target, **fields)
-    return table.replace('provider = "upstream"', 'provider = "gemini"')
+    return model_table(model_id, kind, upstream, target, provider="gemini", **fields)
 
 
 @pytest.fixture(scope="module")
@@ -71,18 +67,6 @@ def gemini_models(gemini, tmp_path, monkeypatch):
     gemini.reset()
     with catalog_from(tmp_path / "catalog.toml", gemini_catalog(gemini)):
         yield gemini
-
-
-def record_of(model: str) -> UsageRecord:
-    """The model's usage row; a stream is billed as it ends, just after its last byte."""
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            return UsageRecord.objects.finished().get(model=model)
-        except UsageRecord.DoesNotExist:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 def tone(seconds: float, rate: int = 16000) -> np.ndarray:

@@ -6,7 +6,6 @@ back, whole and streamed, through the official SDK."""
 import base64
 import json
 import math
-import time
 from io import BytesIO
 
 import httpx
@@ -23,7 +22,7 @@ from tests.openai_transcription_fake import (
     FakeOpenAITranscriptions,
     tone_wav,
 )
-from tests.upstream_helpers import catalog_from, model_table, upstream_table
+from tests.upstream_helpers import catalog_from, model_table, record_of, upstream_table
 from usage.models import UsageRecord
 
 URL = "/v1/audio/transcriptions"
@@ -63,17 +62,6 @@ def upstream_models(fake, tmp_path, monkeypatch):
     text += model_table("lenient/stt", "transcription", "lenient", DIARIZE, price=MINUTE)
     with catalog_from(tmp_path / "catalog.toml", text):
         yield fake
-
-
-def record_of(model: str) -> UsageRecord:
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            return UsageRecord.objects.finished().get(model=model)
-        except UsageRecord.DoesNotExist:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 # --- refusals: what the model cannot do, and what OpenAI refuses ------------------------------

@@ -3,7 +3,6 @@ in each streamed delta and the done event; OpenAI's rules (json only, `logprobs`
 value); passed through to an OpenAI-compatible upstream and back (whole and streamed), and
 refused when the upstream does not produce them. Through the official SDK."""
 
-import time
 from io import BytesIO
 
 import httpx
@@ -21,8 +20,7 @@ from tests.openai_transcription_fake import (
     tone_wav,
 )
 from tests.speech_fixtures import *  # noqa: F403
-from tests.upstream_helpers import catalog_from, model_table, upstream_table
-from usage.models import UsageRecord
+from tests.upstream_helpers import catalog_from, model_table, record_of, upstream_table
 
 URL = "/v1/audio/transcriptions"
 LOCAL = "openai/whisper-large-v3"  # local/whisper-base
@@ -50,17 +48,6 @@ def upstream_models(fake, tmp_path, monkeypatch):
     text += model_table("lenient/stt", "transcription", "lenient", TRANSCRIBE, price=MINUTE)
     with catalog_from(tmp_path / "catalog.toml", text):
         yield fake
-
-
-def record_of(model: str) -> UsageRecord:
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            return UsageRecord.objects.finished().get(model=model)
-        except UsageRecord.DoesNotExist:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 # --- local Whisper ------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Catalogs that route models to loopback upstreams, swapped in and out for a test."""
 
 import contextlib
+import time
 from pathlib import Path
 
 from django.test import override_settings
@@ -8,6 +9,7 @@ from django.test import override_settings
 from gateway.catalog import reload_catalog
 from gateway.providers import forget_providers
 from gateway.providers.upstream_client import forget_clients
+from usage.models import UsageRecord
 
 
 @contextlib.contextmanager
@@ -35,11 +37,13 @@ def upstream_table(name: str, base_url: str, key_env: str = "", **options) -> st
     return "\n".join(lines) + "\n\n"
 
 
-def model_table(model_id: str, kind: str, upstream: str, target: str, **fields) -> str:
+def model_table(
+    model_id: str, kind: str, upstream: str, target: str, provider: str = "upstream", **fields
+) -> str:
     lines = [
         f'[models."{model_id}"]',
         f'kind = "{kind}"',
-        'provider = "upstream"',
+        f'provider = "{provider}"',
         f'upstream = "{upstream}"',
         f'target = "{target}"',
     ]
@@ -58,3 +62,16 @@ def _toml(value) -> str:
     if isinstance(value, dict):
         return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
     return str(value)
+
+
+def record_of(model: str) -> UsageRecord:
+    """The model's finished usage row; a stream is billed as it ends, just after its last
+    byte, so this waits for it (up to 10 s)."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            return UsageRecord.objects.finished().get(model=model)
+        except UsageRecord.DoesNotExist:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
