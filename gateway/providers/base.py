@@ -60,6 +60,10 @@ class TranscriptionJob:
     include_logprobs: bool = False  # include[]=logprobs: fill Transcript.logprobs
     # chunking_strategy: "auto", server_vad settings, or None (the client sent none).
     chunking_strategy: "Literal['auto'] | ServerVad | None" = None
+    # A piece of live speech (a realtime turn, already cut by voice activity detection):
+    # someone is waiting for the reply, so a provider that can trades a little accuracy
+    # for speed (local Whisper: one greedy pass at one temperature).
+    live: bool = False
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,6 @@ import asyncio
 import atexit
 import importlib.util
 import os
-import queue
 import re
 import threading
 import uuid
@@ -199,6 +198,10 @@ class LlamaProvider:
 
     A llama.cpp context serves one generation at a time, so concurrency is bounded by a
     pool of up to AROUTER_ENGINE_CONCURRENCY contexts, each made only when all are busy.
+    A context keeps the prompt it last read and replays only what follows the shared start,
+    so a generation takes the idle context whose last prompt shares the longest start with
+    its own: a conversation's next turn reads only its new messages, even while another
+    conversation uses the pool between its turns.
     """
 
     def __init__(self, entry: ModelEntry) -> None:
@@ -209,9 +212,10 @@ class LlamaProvider:
         # same time; oversubscribed llama.cpp threads spin and slow everything down.
         self.n_threads = int(entry.options.get("n_threads", max(1, (os.cpu_count() or 2) // 2)))
         self._size = settings.AROUTER_ENGINE_CONCURRENCY
-        self._idle: queue.LifoQueue = queue.LifoQueue()
+        self._idle: list = []  # contexts not in use, the longest idle first
         self._made = 0
-        self._lock = threading.Lock()
+        self._available = threading.Condition()  # guards _idle and _made
+        self._read: dict[int, int] = {}  # id(context): the length of the prompt it last read
         self._path: Path | None = None
         self._tokenizer = None  # the first context made; its vocabulary counts tokens
         self._template: ChatTemplate | None = None  # read from the first context made
@@ -245,31 +249,44 @@ class LlamaProvider:
         return llama
 
     def close(self) -> None:
-        while True:
-            try:
-                self._idle.get_nowait().close()
-            except queue.Empty:
-                break
+        with self._available:
+            idle, self._idle = self._idle, []
+        for llama in idle:
+            llama.close()
         self._tokenizer = None
 
-    def _acquire(self):
-        """A free context: an idle one, a new one while under the bound, else wait (thread)."""
+    def _acquire(self, tokens: list[int] | None = None):
+        """A free context for a prompt of `tokens` (blocking: call from a worker thread).
+
+        Best is an idle context whose last prompt the new one continues (the same
+        conversation, one turn on), then an unused one; a conversation with neither gets a
+        new context while the pool may grow, else the idle one sharing the longest start.
+        Of equals, the one idle longest: the one just released is likelier to be wanted
+        back by its own conversation.
+        """
+        with self._available:
+            while not self._idle and self._made >= self._size:
+                self._available.wait()
+            continuing = [
+                idle for idle in self._idle if _reused(idle, tokens) >= self._read.get(id(idle), 0)
+            ]
+            if continuing or self._made >= self._size:
+                best = max(continuing or self._idle, key=lambda idle: _reused(idle, tokens))
+                self._idle.remove(best)
+                return best
+            self._made += 1
         try:
-            return self._idle.get_nowait()
-        except queue.Empty:
-            pass
-        with self._lock:
-            if self._made < self._size:
-                self._made += 1
-                try:
-                    return self._load()
-                except BaseException:
-                    self._made -= 1
-                    raise
-        return self._idle.get()
+            return self._load()
+        except BaseException:
+            with self._available:
+                self._made -= 1
+                self._available.notify()
+            raise
 
     def _release(self, llama) -> None:
-        self._idle.put(llama)
+        with self._available:
+            self._idle.append(llama)
+            self._available.notify()
 
     def preload(self) -> None:
         self._release(self._acquire())
@@ -306,14 +323,17 @@ class LlamaProvider:
 
     def _generate(self, job: ChatJob, emit, cancelled: threading.Event) -> ChatReply:
         """Runs in a worker thread: emit(delta) per piece of text, return the reply."""
-        llama = self._acquire()
+        if self._tokenizer is None:
+            self.preload()
+        prompt = self._prompt(job.messages)
+        if self._provably_too_long(prompt.text):
+            raise self._context_exceeded(
+                f"{len(prompt.text)} characters, more than {self.n_ctx} tokens can hold"
+            )
+        tokens = prompt_tokens(self._tokenizer, prompt)
+        llama = self._acquire(tokens)
+        self._read[id(llama)] = len(tokens)
         try:
-            prompt = self._prompt(job.messages)
-            if self._provably_too_long(prompt.text):
-                raise self._context_exceeded(
-                    f"{len(prompt.text)} characters, more than {self.n_ctx} tokens can hold"
-                )
-            tokens = prompt_tokens(llama, prompt)
             budget = min(job.max_tokens, self.n_ctx - len(tokens))
             if budget < 1:
                 raise self._context_exceeded(str(len(tokens)))
@@ -389,3 +409,11 @@ class LlamaProvider:
             return await asyncio.to_thread(self._generate, job, lambda piece: None, cancelled)
         finally:
             cancelled.set()
+
+
+def _reused(llama, tokens: list[int] | None) -> int:
+    """How many of `tokens` the context would not read again (the start its last prompt
+    shares with them)."""
+    if not tokens:
+        return 0
+    return llama.longest_token_prefix(llama._input_ids.tolist(), tokens)

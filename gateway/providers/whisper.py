@@ -43,6 +43,7 @@ from core.errors import OpenAIError, invalid_param
 from gateway.audio.decode import SAMPLE_RATE, decode_audio
 from gateway.audio.languages import language_name, whisper_code
 from gateway.catalog import ModelEntry
+from gateway.providers import whisper_live
 from gateway.providers.base import Segment, ServerVad, Transcript, TranscriptionJob, Word
 from gateway.providers.whisper_logprobs import TokenScores, recording, scoring_model_class
 from gateway.transcripts import cannot_diarize
@@ -270,16 +271,16 @@ class WhisperProvider:
             )
         return code
 
-    def _temperatures(self, temperature: float) -> tuple[float, ...]:
-        if temperature <= 0:
+    def _temperatures(self, job: TranscriptionJob) -> tuple[float, ...]:
+        if job.temperature <= 0 and not job.live:
             return FALLBACK_TEMPERATURES
-        return (temperature,)
+        return (job.temperature,)
 
     def _decoding(self, job: TranscriptionJob) -> dict[str, Any]:
         """faster-whisper's search and VAD options for this job."""
         options: dict[str, Any] = {
             # CTranslate2 returns each step's logits for greedy search, not beam search.
-            "beam_size": 1 if job.include_logprobs else self.beam_size,
+            "beam_size": 1 if job.include_logprobs or job.live else self.beam_size,
             "vad_filter": self.vad_filter,
         }
         vad = job.chunking_strategy
@@ -306,12 +307,17 @@ class WhisperProvider:
             with recording(scores):
                 audio = decode_audio(job.upload.source)
                 model = self.load()
+                if job.live and whisper_live.fits(audio.samples):
+                    heard = self._live(model, job, language, audio.samples)
+                    if heard is not None:
+                        yield heard
+                        return
                 pieces, info = model.transcribe(
                     audio.samples,
                     language=language,
                     task=job.task,
                     initial_prompt=job.prompt or None,
-                    temperature=self._temperatures(job.temperature),
+                    temperature=self._temperatures(job),
                     word_timestamps=job.word_timestamps,
                     **self._decoding(job),
                 )
@@ -335,6 +341,22 @@ class WhisperProvider:
             )
         finally:
             self._end()
+
+    def _live(
+        self, model, job: TranscriptionJob, language: str | None, samples
+    ) -> Transcript | None:
+        """A short piece of live speech, heard at its own length (`whisper_live`)."""
+        piece = whisper_live.hear_piece(
+            model, samples, language, job.task, job.prompt, job.temperature
+        )
+        if piece is None:
+            return None
+        return Transcript(
+            text=piece.text,
+            language=language_name("en" if job.task == "translate" else piece.language),
+            duration=len(samples) / SAMPLE_RATE,
+            segments=[],  # a live piece is read for its text
+        )
 
     async def transcribe(self, job: TranscriptionJob) -> Transcript:
         language = self._language(job)

@@ -293,11 +293,35 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             else:
                 await self._speech_stopped(heard.audio_end_ms, heard.speech_end_ms)
         if listening.turn is not None:
-            listening.cut_at_pause(self.buffer)
+            self._hear_pause(listening.turn)
         elif not listening.detector.speaking:
             self.buffer.keep_from(self.buffer.end_ms - listening.settings.prefix_padding_ms)
             if listening.idle_expired(self.buffer.end_ms, self._responding()):
                 await self._idle_timeout()
+
+    def _hear_pause(self, turn: UserTurn) -> None:
+        """At a pause, transcribe what was said since the last cut; once heard, if the
+        speaker is still silent, reply early. Speaking on drops that reply."""
+        listening, conversation = self.listening, self.conversation
+        piece = listening.cut_at_pause(self.buffer)
+        if piece is not None and listening.settings.create_response and conversation.speaks:
+            piece.add_done_callback(lambda _: self._reply_early(turn))
+        early = conversation.early
+        if early is not None and early.item_id == turn.item_id and not listening.silent_since_cut():
+            conversation.drop_early()
+
+    def _reply_early(self, turn: UserTurn) -> None:
+        listening = self.listening
+        if turn is not listening.turn or not listening.silent_since_cut() or self.ended_by:
+            return
+        if self._responding() or (self.hearing is not None and not self.hearing.done()):
+            return  # the reply would read turns not yet heard, or wait for this one's end
+        transcript = turn.heard_so_far()
+        if transcript:
+            # A plan refused now (a bad voice, say) is refused again, to the client, when
+            # the turn ends and the response is asked for.
+            with contextlib.suppress(RealtimeError, OpenAIError):
+                self.conversation.reply_early(turn.item_id, transcript, self.session)
 
     async def _speech_started(self, audio_start_ms: int) -> None:
         listening = self.listening
@@ -399,6 +423,8 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
     async def _drop_turn(self, bill_heard: bool = False) -> None:
         """Give up the turn being spoken (the session changed or ended); what of it was
         heard is billed when the client left mid-turn."""
+        if getattr(self, "conversation", None) is not None:
+            self.conversation.drop_early()  # it answers this turn, or one no one will answer
         turn, call = self.listening.end()
         if turn is None:
             return

@@ -43,9 +43,15 @@ async def transcribe_pcm(pcm: bytes, transcriber: Transcriber, options: dict | N
         upload=AudioUpload(content=as_wav(pcm), filename="input_audio.wav"),
         language=options.get("language") or None,
         prompt=options.get("prompt") or None,
+        live=True,
     )
     transcript = await transcriber.transcribe(job)
     return transcript.text.strip()
+
+
+def joined(texts: list[str]) -> str:
+    """A turn's transcript from its pieces' texts."""
+    return " ".join(text for text in texts if text)
 
 
 @dataclass
@@ -90,6 +96,13 @@ class UserTurn:
     async def texts(self) -> list[str]:
         """Each piece's transcript, in order (the first failure raised)."""
         return [await piece for piece in self.pieces]
+
+    def heard_so_far(self) -> str | None:
+        """The transcript of the pieces cut so far, once all are heard (None until then,
+        or if one failed)."""
+        if not all(p.done() and not p.cancelled() and not p.exception() for p in self.pieces):
+            return None
+        return joined([piece.result() for piece in self.pieces])
 
     def abandon(self) -> None:
         for piece in self.pieces:

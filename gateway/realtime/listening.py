@@ -7,6 +7,8 @@ It also keeps the idle clock for `idle_timeout_ms`. Everything is measured on th
 session's audio clock (the audio appended so far), like OpenAI's `audio_start_ms`.
 """
 
+import asyncio
+
 from gateway.lifecycle import MeteredCall
 from gateway.realtime.audio_buffer import AudioBuffer
 from gateway.realtime.hearing import PAUSE_CUT_MS, UserTurn
@@ -53,18 +55,36 @@ class Listening:
         self.turn = self.call = None
         return turn, call
 
-    def cut_at_pause(self, buffer: AudioBuffer) -> None:
-        """At a pause within the turn, start transcribing what was said since the last cut."""
-        detector, turn = self.detector, self.turn
+    def _pause_start_ms(self) -> int | None:
+        """Where the pause the speaker is in began, if they are in one long enough to cut."""
+        detector = self.detector
         if not detector.speaking or detector.silence_ms < PAUSE_CUT_MS:
-            return
-        pause_start_ms = self.offset_ms + detector.position_ms - detector.silence_ms
+            return None
+        return self.offset_ms + detector.pause_start_ms
+
+    def cut_at_pause(self, buffer: AudioBuffer) -> asyncio.Task | None:
+        """At a pause within the turn, start transcribing what was said since the last cut
+        (the piece's task, if one was cut)."""
+        turn, pause_start_ms = self.turn, self._pause_start_ms()
+        if pause_start_ms is None:
+            return None
         cut_ms = pause_start_ms + PAUSE_CUT_MS
         if cut_ms <= turn.cut_ms or not turn.worth_cutting(pause_start_ms):
-            return
+            return None
         turn.cut(buffer.audio_between(turn.cut_ms, cut_ms), cut_ms)
         if self.settings.type == "semantic_vad":
             turn.pieces[-1].add_done_callback(lambda _: self._hint(turn))
+        return turn.pieces[-1]
+
+    def silent_since_cut(self) -> bool:
+        """Whether the speaker has said nothing since the turn's last cut (made in this
+        pause): what is heard so far may be the whole turn."""
+        pause_start_ms = self._pause_start_ms()
+        return (
+            self.turn is not None
+            and pause_start_ms is not None
+            and pause_start_ms + PAUSE_CUT_MS == self.turn.cut_ms
+        )
 
     def _hint(self, turn: UserTurn) -> None:
         """semantic_vad reads how the words so far end (a finished sentence or not)."""

@@ -13,7 +13,7 @@ import asyncio
 import base64
 import contextlib
 import logging
-from collections.abc import Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass
 
 from core.errors import OpenAIError
@@ -224,8 +224,10 @@ class Response:
         call: MeteredCall,
         items: Items,
         send: Send,
+        events: Callable[[], AsyncIterator] | None = None,
     ) -> None:
         self.plan, self.reply, self.call, self.items, self.send = plan, reply, call, items, send
+        self.events = events or reply.events  # the reply's events (held ones, if early)
         self.speaking = plan.speaking
         response_id = new_id("resp")
         self.item = assistant_item(new_id("item"))
@@ -304,7 +306,7 @@ class Response:
             if self.speaking
             else "response.output_text.delta"
         )
-        async with contextlib.aclosing(self.reply.events()) as events:
+        async with contextlib.aclosing(self.events()) as events:
             async for event in events:
                 if isinstance(event, str):
                     await self.send(text_event, **self.where, content_index=0, delta=event)

@@ -22,9 +22,10 @@ from gateway.chat.conversation import AssistantReply
 from gateway.lifecycle import MeteredCall
 from gateway.pricing import audio_tokens, audio_tokens_per_second
 from gateway.providers import provider_for
-from gateway.providers.base import ChatJob, Heard, Transcriber, VoiceChat
+from gateway.providers.base import ChatJob, Heard, TextMessage, Transcriber, VoiceChat
 from gateway.realtime import protocol
-from gateway.realtime.hearing import UserTurn, transcribe_pcm, transcriber_for
+from gateway.realtime.early import EarlyReply
+from gateway.realtime.hearing import UserTurn, joined, transcribe_pcm, transcriber_for
 from gateway.realtime.items import Item, Items, client_item, user_audio_item
 from gateway.realtime.protocol import RealtimeError, Send
 from gateway.realtime.relay import relayed
@@ -78,6 +79,7 @@ class Conversation:
     speaks: bool = True
     items: Items = field(default_factory=Items)
     pending_heard: list[Heard] = field(default_factory=list)
+    early: EarlyReply | None = None  # the reply to the turn still being spoken, started
 
     # --- hearing ----------------------------------------------------------------------
 
@@ -137,7 +139,7 @@ class Conversation:
                     content_index=0,
                     delta=text + " ",
                 )
-        transcript = " ".join(text for text in texts if text)
+        transcript = joined(texts)
         tokens = heard_audio.audio_tokens_in if self.speaks else None
         await self.send(
             "conversation.item.input_audio_transcription.completed",
@@ -220,26 +222,54 @@ class Conversation:
             )
         return response_plan
 
-    async def respond(self, response_plan: ResponsePlan, call: MeteredCall) -> Response:
-        """Admit a response of at most its token limit, and start it."""
-        limit = response_plan.limit
-        max_tokens = settings.AROUTER_CHAT_MAX_TOKENS if limit == "inf" else limit
-        await call.admit(Metered(text_tokens_out=max_tokens))
-        heard = []
-        if response_plan.in_conversation:
-            # The transcripts of these are not billed as text: the audio was, when heard.
-            heard, self.pending_heard = self.pending_heard, []
-        reply = AssistantReply(
+    def _reply(
+        self, response_plan: ResponsePlan, messages: list[TextMessage], heard: list[Heard]
+    ) -> AssistantReply:
+        return AssistantReply(
             entry=self.entry,
             provider=self.provider,
             job=ChatJob(
-                messages=messages_for(response_plan, self.items),
-                max_tokens=max_tokens,
+                messages=messages,
+                max_tokens=_max_tokens(response_plan),
                 temperature=response_plan.temperature,
             ),
             heard=heard,
             voice=response_plan.voice if response_plan.speaking else None,
         )
-        response = Response(response_plan, reply, call, self.items, self.send)
+
+    def reply_early(self, item_id: str, transcript: str, session: Session) -> None:
+        """Start the reply that the turn being spoken (`item_id`) gets if it ends as
+        `transcript` (see `gateway.realtime.early`)."""
+        self.drop_early()
+        response_plan = plan(None, session, self.items, self.provider.voices())
+        messages = [*messages_for(response_plan, self.items), TextMessage("user", transcript)]
+        self.early = EarlyReply(self._reply(response_plan, messages, []), item_id)
+
+    def drop_early(self) -> None:
+        if self.early is not None:
+            self.early.stop()
+            self.early = None
+
+    async def respond(self, response_plan: ResponsePlan, call: MeteredCall) -> Response:
+        """Admit a response of at most its token limit, and start it (taking the reply
+        started early, if it is this one)."""
+        await call.admit(Metered(text_tokens_out=_max_tokens(response_plan)))
+        heard = []
+        if response_plan.in_conversation:
+            # The transcripts of these are not billed as text: the audio was, when heard.
+            heard, self.pending_heard = self.pending_heard, []
+        reply = self._reply(response_plan, messages_for(response_plan, self.items), heard)
+        events = reply.events
+        early, self.early = self.early, None
+        if early is not None and early.answers(reply):
+            reply, events = early.taken_by(reply), early.events
+        elif early is not None:
+            early.stop()
+        response = Response(response_plan, reply, call, self.items, self.send, events)
         response.start()
         return response
+
+
+def _max_tokens(response_plan: ResponsePlan) -> int:
+    limit = response_plan.limit
+    return settings.AROUTER_CHAT_MAX_TOKENS if limit == "inf" else limit

@@ -313,6 +313,11 @@ class TurnTracker:
         """The trailing silence of the turn in progress (0 when not speaking or not paused)."""
         return self.heard_ms - self._pause_ms if self._pause_ms is not None else 0
 
+    @property
+    def pause_start_ms(self) -> int | None:
+        """Where the pause in the turn in progress began (None when not paused)."""
+        return self._pause_ms
+
     def step(self, probability: float) -> VadEvent | None:
         """Judge the next frame; the event it completes, if any."""
         start_ms, self.heard_ms = self.heard_ms, self.heard_ms + FRAME_MS
@@ -403,6 +408,11 @@ class TurnDetector:
         A pause that starts is the moment to transcribe the turn so far speculatively.
         """
         return self._tracker.silence_ms
+
+    @property
+    def pause_start_ms(self) -> int | None:
+        """Where the turn's current pause began (None while the speaker is not paused)."""
+        return self._tracker.pause_start_ms
 
     @property
     def position_ms(self) -> int:

@@ -1,0 +1,92 @@
+"""Live pieces of speech, heard at their own length.
+
+Whisper reads audio in 30 s windows: faster-whisper pads every clip to one, so a two-second
+piece of a realtime turn costs the encoder a whole window (about 0.7 s for Whisper base on
+two cores), and finding its language costs it again. CTranslate2's encoder takes a shorter
+input (the positional embedding is read for the frames given), so a piece is encoded at its
+own length with three seconds of silence after it (with less, Whisper often does not see
+the speech end and repeats it): a two-second piece then takes about 0.2 s in all. Short
+pieces read this way come out as the padded window reads them; a long one (more than
+`LONGEST_SECONDS`), or one whose text still repeats itself (zlib compression ratio over
+2.4, Whisper's own test), takes the usual path.
+
+The language is found on the same short encoding (one decoder step), the search is greedy
+(or sampled at the one temperature asked for), and a piece Whisper itself judges silent
+(no-speech probability over 0.6 with a low average log-probability, its own rule) is heard
+as nothing.
+"""
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from gateway.audio.decode import SAMPLE_RATE
+
+LONGEST_SECONDS = 20.0
+TRAILING_SILENCE_SECONDS = 3.0
+MAX_WINDOW_FRAMES = 3000  # 30 s of 10 ms mel frames: the encoder's positions
+MAX_NEW_TOKENS = 224
+REPEATING_COMPRESSION_RATIO = 2.4
+NO_SPEECH_PROB = 0.6
+SILENT_LOGPROB = -1.0
+
+
+@dataclass(frozen=True)
+class LivePiece:
+    text: str
+    language: str  # Whisper's language code ("en")
+
+
+def fits(samples: np.ndarray) -> bool:
+    return len(samples) / SAMPLE_RATE <= LONGEST_SECONDS
+
+
+def hear_piece(
+    model,
+    samples: np.ndarray,
+    language: str | None,
+    task: str,
+    prompt: str | None,
+    temperature: float,
+) -> LivePiece | None:
+    """Transcribe (or translate) one short piece with a faster-whisper `WhisperModel`
+    (None: its text repeats itself; hear it the usual way)."""
+    from faster_whisper.tokenizer import Tokenizer
+
+    padded = np.concatenate([samples, np.zeros(int(TRAILING_SILENCE_SECONDS * SAMPLE_RATE))])
+    features = model.feature_extractor(padded)
+    frames = min(MAX_WINDOW_FRAMES, features.shape[-1] // 2 * 2)  # the encoder halves them
+    encoded = model.encode(np.ascontiguousarray(features[:, :frames], dtype=np.float32))
+    multilingual = model.model.is_multilingual
+    if language is None:
+        language = "en"
+        if multilingual:
+            best_token, _ = model.model.detect_language(encoded)[0][0]
+            language = best_token[2:-2]  # "<|fr|>"
+    tokenizer = Tokenizer(model.hf_tokenizer, multilingual, task=task, language=language)
+    previous = tokenizer.encode(" " + prompt.strip()) if prompt and prompt.strip() else []
+    sampling = {"sampling_topk": 0, "sampling_temperature": temperature} if temperature > 0 else {}
+    result = model.model.generate(
+        encoded,
+        [model.get_prompt(tokenizer, previous, without_timestamps=True)],
+        beam_size=1,
+        max_length=MAX_NEW_TOKENS,
+        return_scores=True,
+        return_no_speech_prob=True,
+        suppress_blank=True,
+        suppress_tokens=[-1],
+        **sampling,
+    )[0]
+    tokens = [token for token in result.sequences_ids[0] if token < tokenizer.eot]
+    if result.no_speech_prob > NO_SPEECH_PROB and result.scores[0] < SILENT_LOGPROB:
+        tokens = []
+    text = tokenizer.decode(tokens).strip()
+    if _compression_ratio(text) > REPEATING_COMPRESSION_RATIO:
+        return None
+    return LivePiece(text=text, language=language)
+
+
+def _compression_ratio(text: str) -> float:
+    encoded = text.encode()
+    return len(encoded) / len(zlib.compress(encoded)) if encoded else 0.0
