@@ -308,10 +308,13 @@ class WhisperProvider:
                 audio = decode_audio(job.upload.source)
                 model = self.load()
                 if job.live and whisper_live.fits(audio.samples):
-                    heard = self._live(model, job, language, audio.samples)
-                    if heard is not None:
-                        yield heard
+                    piece = whisper_live.hear_piece(
+                        model, audio.samples, language, job.task, job.prompt, job.temperature
+                    )
+                    if not piece.repeats:
+                        yield self._live_transcript(job, piece, audio.samples)
                         return
+                    language = piece.language
                 pieces, info = model.transcribe(
                     audio.samples,
                     language=language,
@@ -342,15 +345,9 @@ class WhisperProvider:
         finally:
             self._end()
 
-    def _live(
-        self, model, job: TranscriptionJob, language: str | None, samples
-    ) -> Transcript | None:
+    @staticmethod
+    def _live_transcript(job: TranscriptionJob, piece, samples) -> Transcript:
         """A short piece of live speech, heard at its own length (`whisper_live`)."""
-        piece = whisper_live.hear_piece(
-            model, samples, language, job.task, job.prompt, job.temperature
-        )
-        if piece is None:
-            return None
         return Transcript(
             text=piece.text,
             language=language_name("en" if job.task == "translate" else piece.language),

@@ -7,8 +7,10 @@ input (the positional embedding is read for the frames given), so a piece is enc
 own length with three seconds of silence after it (with less, Whisper often does not see
 the speech end and repeats it): a two-second piece then takes about 0.2 s in all. Short
 pieces read this way come out as the padded window reads them; a long one (more than
-`LONGEST_SECONDS`), or one whose text still repeats itself (zlib compression ratio over
-2.4, Whisper's own test), takes the usual path.
+`LONGEST_SECONDS`) takes the usual path. A piece whose text repeats itself (zlib
+compression ratio over 2.4, Whisper's own test, or more tokens than anyone says in its
+time) is heard again with ten seconds of silence after it, then, if it still repeats, the
+usual way, in the language already found.
 
 The language is found on the same short encoding (one decoder step), the search is greedy
 (or sampled at the one temperature asked for), and a piece Whisper itself judges silent
@@ -24,10 +26,13 @@ import numpy as np
 from gateway.audio.decode import SAMPLE_RATE
 
 LONGEST_SECONDS = 20.0
-TRAILING_SILENCE_SECONDS = 3.0
+# Silence after the piece: three seconds, and if the text repeats itself then ten.
+TRAILING_SILENCE_SECONDS = (3.0, 10.0)
 MAX_WINDOW_FRAMES = 3000  # 30 s of 10 ms mel frames: the encoder's positions
 MAX_NEW_TOKENS = 224
 REPEATING_COMPRESSION_RATIO = 2.4
+# More tokens than anyone says in the time (fast speech is under 6 a second): a loop.
+MOST_TOKENS, MOST_TOKENS_PER_SECOND = 10, 8
 NO_SPEECH_PROB = 0.6
 SILENT_LOGPROB = -1.0
 
@@ -36,6 +41,7 @@ SILENT_LOGPROB = -1.0
 class LivePiece:
     text: str
     language: str  # Whisper's language code ("en")
+    repeats: bool = False  # the text repeats itself: hear the piece the usual way
 
 
 def fits(samples: np.ndarray) -> bool:
@@ -49,22 +55,42 @@ def hear_piece(
     task: str,
     prompt: str | None,
     temperature: float,
-) -> LivePiece | None:
-    """Transcribe (or translate) one short piece with a faster-whisper `WhisperModel`
-    (None: its text repeats itself; hear it the usual way)."""
+) -> LivePiece:
+    """Transcribe (or translate) one short piece with a faster-whisper `WhisperModel`."""
     from faster_whisper.tokenizer import Tokenizer
 
-    padded = np.concatenate([samples, np.zeros(int(TRAILING_SILENCE_SECONDS * SAMPLE_RATE))])
+    multilingual = model.model.is_multilingual
+    piece = None
+    for silence_seconds in TRAILING_SILENCE_SECONDS:
+        encoded = _encoded(model, samples, silence_seconds)
+        if language is None:
+            language = "en"
+            if multilingual:
+                best_token, _ = model.model.detect_language(encoded)[0][0]
+                language = best_token[2:-2]  # "<|fr|>"
+        tokenizer = Tokenizer(model.hf_tokenizer, multilingual, task=task, language=language)
+        tokens = _decoded(model, encoded, tokenizer, prompt, temperature)
+        text = tokenizer.decode(tokens).strip()
+        seconds = len(samples) / SAMPLE_RATE
+        repeats = (
+            _compression_ratio(text) > REPEATING_COMPRESSION_RATIO
+            or len(tokens) > MOST_TOKENS + MOST_TOKENS_PER_SECOND * seconds
+        )
+        piece = LivePiece(text=text, language=language, repeats=repeats)
+        if not repeats:
+            break
+    return piece
+
+
+def _encoded(model, samples: np.ndarray, silence_seconds: float):
+    padded = np.concatenate([samples, np.zeros(int(silence_seconds * SAMPLE_RATE))])
     features = model.feature_extractor(padded)
     frames = min(MAX_WINDOW_FRAMES, features.shape[-1] // 2 * 2)  # the encoder halves them
-    encoded = model.encode(np.ascontiguousarray(features[:, :frames], dtype=np.float32))
-    multilingual = model.model.is_multilingual
-    if language is None:
-        language = "en"
-        if multilingual:
-            best_token, _ = model.model.detect_language(encoded)[0][0]
-            language = best_token[2:-2]  # "<|fr|>"
-    tokenizer = Tokenizer(model.hf_tokenizer, multilingual, task=task, language=language)
+    return model.encode(np.ascontiguousarray(features[:, :frames], dtype=np.float32))
+
+
+def _decoded(model, encoded, tokenizer, prompt: str | None, temperature: float) -> list[int]:
+    """The text tokens Whisper writes for the encoded piece (none if it hears silence)."""
     previous = tokenizer.encode(" " + prompt.strip()) if prompt and prompt.strip() else []
     sampling = {"sampling_topk": 0, "sampling_temperature": temperature} if temperature > 0 else {}
     result = model.model.generate(
@@ -80,11 +106,8 @@ def hear_piece(
     )[0]
     tokens = [token for token in result.sequences_ids[0] if token < tokenizer.eot]
     if result.no_speech_prob > NO_SPEECH_PROB and result.scores[0] < SILENT_LOGPROB:
-        tokens = []
-    text = tokenizer.decode(tokens).strip()
-    if _compression_ratio(text) > REPEATING_COMPRESSION_RATIO:
-        return None
-    return LivePiece(text=text, language=language)
+        return []
+    return tokens
 
 
 def _compression_ratio(text: str) -> float:

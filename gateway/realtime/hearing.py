@@ -23,7 +23,7 @@ from gateway.realtime.audio_buffer import as_wav, ms_of
 
 # A pause shorter than this does not cut (the piece would be a word or less).
 MIN_PIECE_MS = 700
-PAUSE_CUT_MS = 150  # cut this far into a pause: its start, with the word's last sound
+PAUSE_CUT_MS = 120  # cut this far into a pause: its start, with the word's last sound
 
 
 def transcriber_for(options: dict | None, fallback: Transcriber) -> Transcriber:
