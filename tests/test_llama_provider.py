@@ -182,3 +182,28 @@ async def test_closing_the_stream_early_frees_the_model(llama):
     # The context went back to the pool: the next request is served.
     reply = await llama.complete(job(max_tokens=2))
     assert reply.completion_tokens <= 2
+
+
+async def test_each_conversation_goes_on_in_the_context_that_read_it():
+    """Two conversations taking turns in a pool of two: each turn reads only its new messages
+    (its conversation's own context is taken), not the whole history again."""
+    from gateway.providers.llama import LlamaProvider
+
+    provider = LlamaProvider(catalog().get(INSTRUCT))
+    provider._size = 2
+    try:
+
+        async def turn(history: list[TextMessage], question: str):
+            history.append(TextMessage("user", question))
+            reply = await provider.complete(ChatJob(messages=history, max_tokens=8, temperature=0))
+            history.append(TextMessage("assistant", reply.text))
+            return provider._idle[-1]  # the context just released: the one that served it
+
+        a, b = [], []
+        context_a = await turn(a, "What is the capital of France?")
+        context_b = await turn(b, "Name a colour.")
+        assert context_b is not context_a  # a new context, not the other conversation's
+        assert await turn(a, "And of Italy?") is context_a
+        assert await turn(b, "Another one?") is context_b
+    finally:
+        provider.close()

@@ -16,6 +16,7 @@ from gateway.providers.whisper import (
     WhisperProvider,
     assemble_whisper_base,
 )
+from gateway.providers.whisper_live import repeats_itself
 from tests.chat_speech import heard_error_rate
 from tests.speech_fixtures import *  # noqa: F403
 from tests.speech_fixtures import Clip
@@ -95,6 +96,35 @@ async def test_silence_is_an_empty_transcript(base, silence_wav):
     assert transcript.text == ""
     assert transcript.segments == []
     assert transcript.duration == pytest.approx(3.0)
+
+
+# --- live pieces (a realtime turn): heard at their own length -------------------------------
+
+
+async def test_a_live_piece_is_heard_as_the_whole_window_hears_it(base, english_wav):
+    live = await base.transcribe(job(english_wav, live=True))
+    assert heard_error_rate(english_wav.text, live.text) <= MAX_ERROR, live.text
+    assert live.language == "english"
+    assert live.duration == pytest.approx(english_wav.seconds, abs=0.05)
+
+
+async def test_a_live_piece_finds_its_language(base, spanish_clip):
+    live = await base.transcribe(job(spanish_clip, live=True))
+    assert live.language == "spanish"
+    assert heard_error_rate(spanish_clip.text, live.text) <= 0.35, live.text
+
+
+async def test_a_silent_live_piece_is_heard_as_nothing(base, silence_wav):
+    assert (await base.transcribe(job(silence_wav, live=True))).text == ""
+
+
+def test_a_looping_decode_is_told_from_speech():
+    once = "Why is the sky blue?"
+    assert not repeats_itself(once, 6, 1.5)
+    assert repeats_itself(" ".join([once] * 8), 48, 1.5)  # compresses too well
+    assert repeats_itself(f"{once} {once}", 40, 1.5)  # 40 tokens in 1.5 s: nobody speaks so
+    long_speech = "The quick brown fox jumps over the lazy dog near the river bank today."
+    assert not repeats_itself(long_speech, 17, 4.0)
 
 
 async def test_stream_yields_segments_then_the_transcript(base, english_wav):

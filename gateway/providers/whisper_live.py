@@ -71,11 +71,7 @@ def hear_piece(
         tokenizer = Tokenizer(model.hf_tokenizer, multilingual, task=task, language=language)
         tokens = _decoded(model, encoded, tokenizer, prompt, temperature)
         text = tokenizer.decode(tokens).strip()
-        seconds = len(samples) / SAMPLE_RATE
-        repeats = (
-            _compression_ratio(text) > REPEATING_COMPRESSION_RATIO
-            or len(tokens) > MOST_TOKENS + MOST_TOKENS_PER_SECOND * seconds
-        )
+        repeats = repeats_itself(text, len(tokens), len(samples) / SAMPLE_RATE)
         piece = LivePiece(text=text, language=language, repeats=repeats)
         if not repeats:
             break
@@ -108,6 +104,14 @@ def _decoded(model, encoded, tokenizer, prompt: str | None, temperature: float) 
     if result.no_speech_prob > NO_SPEECH_PROB and result.scores[0] < SILENT_LOGPROB:
         return []
     return tokens
+
+
+def repeats_itself(text: str, tokens: int, seconds: float) -> bool:
+    """Whether Whisper looped: its text compresses too well, or is too long for the time."""
+    return (
+        _compression_ratio(text) > REPEATING_COMPRESSION_RATIO
+        or tokens > MOST_TOKENS + MOST_TOKENS_PER_SECOND * seconds
+    )
 
 
 def _compression_ratio(text: str) -> float:
