@@ -62,7 +62,7 @@ class TranscriptionJob:
     chunking_strategy: "Literal['auto'] | ServerVad | None" = None
     # A piece of live speech (a realtime turn, already cut by voice activity detection):
     # someone is waiting for the reply, so a provider that can trades a little accuracy
-    # for speed (local Whisper: one greedy pass at one temperature).
+    # for speed (local Whisper: the piece encoded at its own length, one temperature).
     live: bool = False
 
 

@@ -280,7 +280,7 @@ class WhisperProvider:
         """faster-whisper's search and VAD options for this job."""
         options: dict[str, Any] = {
             # CTranslate2 returns each step's logits for greedy search, not beam search.
-            "beam_size": 1 if job.include_logprobs or job.live else self.beam_size,
+            "beam_size": 1 if job.include_logprobs else self.beam_size,
             "vad_filter": self.vad_filter,
         }
         vad = job.chunking_strategy
@@ -309,7 +309,13 @@ class WhisperProvider:
                 model = self.load()
                 if job.live and whisper_live.fits(audio.samples):
                     piece = whisper_live.hear_piece(
-                        model, audio.samples, language, job.task, job.prompt, job.temperature
+                        model,
+                        audio.samples,
+                        language,
+                        job.task,
+                        job.prompt,
+                        job.temperature,
+                        self.beam_size,
                     )
                     if not piece.repeats:
                         yield self._live_transcript(job, piece, audio.samples)

@@ -12,10 +12,11 @@ compression ratio over 2.4, Whisper's own test, or more tokens than anyone says 
 time) is heard again with ten seconds of silence after it, then, if it still repeats, the
 usual way, in the language already found.
 
-The language is found on the same short encoding (one decoder step), the search is greedy
-(or sampled at the one temperature asked for), and a piece Whisper itself judges silent
-(no-speech probability over 0.6 with a low average log-probability, its own rule) is heard
-as nothing.
+The language is found on the same short encoding (one decoder step), the search is the
+model's beam search (on so short an encoding it costs about what greedy search does) or a
+sample at the one temperature asked for, with no fallback to other temperatures; a piece
+Whisper itself judges silent (no-speech probability over 0.6 with a low average
+log-probability, its own rule) is heard as nothing.
 """
 
 import zlib
@@ -55,6 +56,7 @@ def hear_piece(
     task: str,
     prompt: str | None,
     temperature: float,
+    beam_size: int = 1,
 ) -> LivePiece:
     """Transcribe (or translate) one short piece with a faster-whisper `WhisperModel`."""
     from faster_whisper.tokenizer import Tokenizer
@@ -69,7 +71,7 @@ def hear_piece(
                 best_token, _ = model.model.detect_language(encoded)[0][0]
                 language = best_token[2:-2]  # "<|fr|>"
         tokenizer = Tokenizer(model.hf_tokenizer, multilingual, task=task, language=language)
-        tokens = _decoded(model, encoded, tokenizer, prompt, temperature)
+        tokens = _decoded(model, encoded, tokenizer, prompt, temperature, beam_size)
         text = tokenizer.decode(tokens).strip()
         repeats = repeats_itself(text, len(tokens), len(samples) / SAMPLE_RATE)
         piece = LivePiece(text=text, language=language, repeats=repeats)
@@ -85,14 +87,16 @@ def _encoded(model, samples: np.ndarray, silence_seconds: float):
     return model.encode(np.ascontiguousarray(features[:, :frames], dtype=np.float32))
 
 
-def _decoded(model, encoded, tokenizer, prompt: str | None, temperature: float) -> list[int]:
+def _decoded(
+    model, encoded, tokenizer, prompt: str | None, temperature: float, beam_size: int
+) -> list[int]:
     """The text tokens Whisper writes for the encoded piece (none if it hears silence)."""
     previous = tokenizer.encode(" " + prompt.strip()) if prompt and prompt.strip() else []
     sampling = {"sampling_topk": 0, "sampling_temperature": temperature} if temperature > 0 else {}
     result = model.model.generate(
         encoded,
         [model.get_prompt(tokenizer, previous, without_timestamps=True)],
-        beam_size=1,
+        beam_size=1 if temperature > 0 else beam_size,
         max_length=MAX_NEW_TOKENS,
         return_scores=True,
         return_no_speech_prob=True,
