@@ -19,7 +19,7 @@ _SPACE = re.compile(r"\s+")
 _WORD = re.compile(r"\S")
 
 FIRST_CLAUSE_CHARS = 16  # a shorter opening clause would sound clipped on its own
-FIRST_PIECE_CHARS = 32  # longer openings are cut at a clause (or word) boundary
+FIRST_PIECE_CHARS = 60  # longer openings are cut at a clause (or word) boundary
 MAX_PIECE_CHARS = 200  # no piece longer than this: bounds the wait between sends
 
 

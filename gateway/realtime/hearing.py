@@ -3,7 +3,8 @@
 With server VAD a turn is transcribed piece by piece: each time the speaker pauses (and
 before the pause is long enough to end the turn), the audio since the last cut is sent to
 the transcriber in the background. When the turn ends only the audio after the last cut
-remains; the pieces' texts, joined, are the transcript, and each is one
+remains (each piece is read with the text before it as its context); the pieces' texts,
+joined, are the transcript, and each is one
 `conversation.item.input_audio_transcription.delta`. A turn committed by hand (push-to-talk)
 is one piece.
 
@@ -37,12 +38,16 @@ def transcriber_for(options: dict | None, fallback: Transcriber) -> Transcriber:
     return provider
 
 
-async def transcribe_pcm(pcm: bytes, transcriber: Transcriber, options: dict | None) -> str:
+async def transcribe_pcm(
+    pcm: bytes, transcriber: Transcriber, options: dict | None, said_before: str = ""
+) -> str:
+    """The text of `pcm`; `said_before` (the turn so far) is read as its context, after the
+    session's own prompt."""
     options = options or {}
     job = TranscriptionJob(
         upload=AudioUpload(content=as_wav(pcm), filename="input_audio.wav"),
         language=options.get("language") or None,
-        prompt=options.get("prompt") or None,
+        prompt=joined([options.get("prompt") or "", said_before]) or None,
         live=True,
     )
     transcript = await transcriber.transcribe(job)
@@ -79,10 +84,15 @@ class UserTurn:
     def cut(self, pcm: bytes, end_ms: int) -> None:
         """Start transcribing `pcm`, the audio from the last cut to `end_ms`."""
         self.audio += pcm
-        self.pieces.append(
-            asyncio.ensure_future(transcribe_pcm(pcm, self.transcriber, self.options))
-        )
+        self.pieces.append(asyncio.ensure_future(self._hear(pcm, list(self.pieces))))
         self.cut_ms = end_ms
+
+    async def _hear(self, pcm: bytes, before: list[asyncio.Task]) -> str:
+        """One piece, read after the pieces before it (a word cut off from its sentence
+        is heard better with the sentence so far as its context; those before are most
+        often heard already)."""
+        said_before = joined([await piece for piece in before]) if before else ""
+        return await transcribe_pcm(pcm, self.transcriber, self.options, said_before)
 
     def finish(self, tail: bytes, speech_end_ms: int | None = None) -> None:
         """The turn ended: the audio after the last cut is its last piece, unless it is
