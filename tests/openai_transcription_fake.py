@@ -36,9 +36,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import av
-import numpy as np
 
-from gateway.audio.encode import wav_file
 from tests.vendor_fakes.loopback import LoopbackServer, Request, Response, json_response
 
 API_KEY = "sk-fake-openai-transcribe-4321"
@@ -50,12 +48,6 @@ FORMATS = {
     TRANSCRIBE: ("json", "text"),
     WHISPER: ("json", "text", "srt", "verbose_json", "vtt"),
 }
-
-
-def tone_wav(seconds: float) -> bytes:
-    """A clip to send it: `seconds` of a 440 Hz tone, 16 kHz WAV."""
-    t = np.arange(int(seconds * 16000)) / 16000
-    return wav_file((0.3 * np.sin(2 * np.pi * 440 * t) * 32767).astype(np.int16), 16000)
 
 
 def _error(status: int, message: str, param: str | None, code: str | None = None) -> Response:

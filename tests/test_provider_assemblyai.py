@@ -17,17 +17,16 @@ import math
 import time
 from decimal import Decimal
 
-import numpy as np
 import openai
 import pytest
 
 from core.errors import OpenAIError
-from gateway.audio.encode import wav_file
 from gateway.catalog import catalog
 from gateway.providers import assemblyai, provider_for
 from gateway.providers.attempts import start_attempt_log
 from gateway.providers.base import AudioUpload, KnownSpeaker, TranscriptionJob
 from tests.openai_contract import assert_matches, assert_stream_matches
+from tests.tones import tone_wav
 from tests.upstream_helpers import catalog_from, model_table, upstream_table
 from tests.vendor_fakes.assemblyai import API_KEY, SCRIPT, FakeAssemblyAI
 from usage.models import UsageRecord
@@ -46,11 +45,6 @@ SENTENCES = [
     ("B", "I have a question about my order."),
     ("A", "Of course, go ahead."),
 ]
-
-
-def tone_wav(seconds: float = SECONDS) -> bytes:
-    t = np.arange(int(seconds * 16000)) / 16000
-    return wav_file((0.3 * np.sin(2 * np.pi * 440 * t) * 32767).astype(np.int16), 16000)
 
 
 def assemblyai_model(model_id: str, upstream: str, **fields) -> str:
@@ -109,7 +103,7 @@ def record_of(model: str) -> UsageRecord:
 
 
 def transcribe(client, model: str = "aai-ok/u3", audio: bytes | None = None, **fields):
-    audio = tone_wav() if audio is None else audio
+    audio = tone_wav(SECONDS) if audio is None else audio
     return client.audio.transcriptions.create(
         model=model, file=("clip.wav", audio, "audio/wav"), **fields
     )
@@ -117,7 +111,7 @@ def transcribe(client, model: str = "aai-ok/u3", audio: bytes | None = None, **f
 
 def raw_json(client, **fields) -> dict:
     response = client.audio.transcriptions.with_raw_response.create(
-        file=("clip.wav", tone_wav(), "audio/wav"), **{"model": "aai-ok/u3", **fields}
+        file=("clip.wav", tone_wav(SECONDS), "audio/wav"), **{"model": "aai-ok/u3", **fields}
     )
     return json.loads(response.text)
 
@@ -143,7 +137,7 @@ def test_json_is_assemblyais_text_billed_by_its_audio_duration(openai_client, aa
 
 
 def test_the_four_calls_assemblyai_is_sent(openai_client, aai):
-    audio = tone_wav()
+    audio = tone_wav(SECONDS)
     transcribe(openai_client, audio=audio)
     upload, submit = aai.seen("ok", "POST")
     assert upload.path == "/ok/v2/upload"
@@ -243,7 +237,7 @@ def test_diarized_json_labels_each_sentence_with_its_speaker(openai_client, aai)
 def test_translation_is_refused_without_calling_assemblyai(openai_client, aai):
     with pytest.raises(openai.BadRequestError) as caught:
         openai_client.audio.translations.create(
-            model="aai-ok/u3", file=("clip.wav", tone_wav(), "audio/wav")
+            model="aai-ok/u3", file=("clip.wav", tone_wav(SECONDS), "audio/wav")
         )
     error = caught.value.body
     assert (error["param"], error["code"]) == ("model", "model_not_supported")
@@ -321,7 +315,7 @@ def provider(model_id: str = "aai-ok/u3") -> assemblyai.AssemblyAIProvider:
 
 
 def job(**fields) -> TranscriptionJob:
-    return TranscriptionJob(AudioUpload(tone_wav(), "clip.wav", "audio/wav"), **fields)
+    return TranscriptionJob(AudioUpload(tone_wav(SECONDS), "clip.wav", "audio/wav"), **fields)
 
 
 def submitted(fake: FakeAssemblyAI, scenario: str = "ok") -> dict:

@@ -12,12 +12,11 @@ import io
 import time
 
 import av
-import numpy as np
 import openai
 import pytest
 
-from gateway.audio.encode import wav_file
 from tests.openai_contract import assert_matches, assert_stream_matches
+from tests.tones import tone_wav
 from tests.upstream_helpers import catalog_from, model_table, record_of, upstream_table
 from tests.vendor_fakes.azure import API_KEY, FakeAzure
 
@@ -72,11 +71,6 @@ def azure_models(azure, tmp_path, monkeypatch):
     azure.reset()
     with catalog_from(tmp_path / "catalog.toml", azure_catalog(azure)):
         yield azure
-
-
-def tone_wav(seconds: float) -> bytes:
-    t = np.arange(int(seconds * 16000)) / 16000
-    return wav_file((0.3 * np.sin(2 * np.pi * 440 * t) * 32767).astype(np.int16), 16000)
 
 
 def decoded_seconds(audio: bytes) -> float:

@@ -8,11 +8,9 @@ import asyncio
 import io
 import json
 import math
-import wave
 
 import av
 import httpx
-import numpy as np
 import openai
 import pytest
 
@@ -33,6 +31,7 @@ from gateway.providers.deepgram import (
     speaker_label,
     speech_parts,
 )
+from tests.tones import tone_wav
 from tests.upstream_helpers import catalog_from, model_table, record_of, upstream_table
 from tests.vendor_fakes.deepgram import API_KEY, SCRIPT, FakeDeepgram, start_fake
 
@@ -106,19 +105,7 @@ def deepgram(fake, tmp_path, monkeypatch):
         yield fake
 
 
-def tone_wav(seconds: float = 3.0, rate: int = 16000) -> bytes:
-    t = np.arange(int(seconds * rate)) / rate
-    pcm = (0.3 * np.sin(2 * np.pi * 440 * t) * 32767).astype("<i2")
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(pcm.tobytes())
-    return buffer.getvalue()
-
-
-WAV = tone_wav()
+WAV = tone_wav(3.0)
 
 
 def provider(model_id: str):

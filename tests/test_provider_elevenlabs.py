@@ -12,11 +12,9 @@ import json
 
 import av
 import httpx
-import numpy as np
 import openai
 import pytest
 
-from gateway.audio.encode import wav_file
 from gateway.catalog import CatalogError, catalog
 from gateway.providers import provider_for
 from gateway.providers.base import AudioUpload, TranscriptionJob
@@ -25,6 +23,7 @@ from gateway.providers.elevenlabs import (
     elevenlabs_error_fields,
     output_plan,
 )
+from tests.tones import tone_wav
 from tests.upstream_helpers import catalog_from, model_table, record_of, upstream_table
 from tests.vendor_fakes.elevenlabs import ElevenLabsFake, speech_audio
 
@@ -82,11 +81,6 @@ def elevenlabs(fake, tmp_path, monkeypatch):
     fake.reset()
     with catalog_from(tmp_path / "catalog.toml", elevenlabs_catalog(fake)):
         yield fake
-
-
-def tone_wav(seconds: float, rate: int = 16_000) -> bytes:
-    t = np.arange(int(seconds * rate)) / rate
-    return wav_file((0.3 * np.sin(2 * np.pi * 330 * t) * 32767).astype(np.int16), rate)
 
 
 def decoded(audio: bytes) -> tuple[str, str, int, float]:

@@ -3,7 +3,6 @@ upstream, over real loopback sockets; plus a dead upstream that falls back to a 
 """
 
 import socket
-import time
 
 import openai
 import pytest
@@ -11,7 +10,7 @@ from django.conf import settings
 
 from tests.peer_arouter import PeerARouter
 from tests.speech_fixtures import *  # noqa: F403
-from tests.upstream_helpers import catalog_from, model_table, upstream_table
+from tests.upstream_helpers import catalog_from, model_table, record_of, upstream_table
 from usage.models import UsageRecord
 
 pytestmark = pytest.mark.engines
@@ -23,18 +22,6 @@ def peer(tmp_path_factory):
     server = PeerARouter(tmp_path_factory.mktemp("peer-arouter")).start()
     yield server
     server.stop()
-
-
-def record_of(model: str) -> UsageRecord:
-    """The model's usage row; a stream is billed as it ends, just after its last byte."""
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            return UsageRecord.objects.finished().get(model=model)
-        except UsageRecord.DoesNotExist:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 def _closed_port() -> int:
