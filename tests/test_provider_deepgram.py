@@ -24,11 +24,11 @@ from gateway.providers.base import (
     SpeechJob,
     SpeechMeter,
     TranscriptionJob,
+    speaker_label,
 )
 from gateway.providers.deepgram import (
     DEFAULT_VOICES,
     deepgram_error_fields,
-    speaker_label,
     speech_parts,
 )
 from tests.tones import tone_wav

@@ -6,6 +6,7 @@ them, so routing a model elsewhere is a catalog change, not a code change.
 
 import contextlib
 import os
+import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Literal, Protocol, runtime_checkable
@@ -65,6 +66,17 @@ class TranscriptionJob:
     # for speed (local Whisper: the piece encoded at its own length, one temperature).
     live: bool = False
 
+    def prompt_terms(self, most: int = 100) -> list[str]:
+        """The prompt as key terms (what its commas, semicolons or line breaks separate),
+        for vendors that take a list of terms rather than a prompt."""
+        if not self.prompt:
+            return []
+        terms = (term.strip() for term in _TERM_SEPARATORS.split(self.prompt))
+        return list(dict.fromkeys(term for term in terms if term))[:most]
+
+
+_TERM_SEPARATORS = re.compile(r"[,;\n]+")
+
 
 @dataclass(frozen=True)
 class ServerVad:
@@ -107,6 +119,16 @@ class Segment:
     words: list[Word] = field(default_factory=list)
     speaker: str | None = None  # diarization's label ("A", "B", or a known speaker's name)
     logprobs: "list[TokenLogprob] | None" = None  # this segment's tokens (include[]=logprobs)
+
+
+def speaker_label(index: int) -> str:
+    """ "A", "B", ..., "Z", "AA", "AB", ...: the n-th speaker heard, as OpenAI labels them."""
+    label = ""
+    index += 1
+    while index:
+        index, rest = divmod(index - 1, 26)
+        label = chr(ord("A") + rest) + label
+    return label
 
 
 @dataclass(frozen=True)

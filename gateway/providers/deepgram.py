@@ -56,7 +56,6 @@ of language detection), `prompt_terms` ("keyterm", "keywords" or "none"), `query
 
 import asyncio
 import math
-import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -79,6 +78,7 @@ from gateway.providers.base import (
     Transcript,
     TranscriptionJob,
     Word,
+    speaker_label,
 )
 from gateway.providers.upstream import mid_stream_failure
 from gateway.providers.upstream_client import Dialect, bad_response, client_for, timed_out
@@ -118,7 +118,6 @@ AURA_MAX_CHARACTERS = 2000
 SPEED_RANGE = (0.7, 1.5)
 # Aura sends its character count in one of these (Aura-2's, then Aura-1's).
 CHARACTER_HEADERS = ("x-dg-characters", "dg-char-count")
-_TERM_SEPARATORS = re.compile(r"[,;\n]+")
 PROMPT_PARAMETERS = ("keyterm", "keywords", "none")
 MAX_PROMPT_TERMS = 100
 
@@ -152,16 +151,6 @@ DEEPGRAM = Dialect(auth_headers=_token_auth, error_fields=deepgram_error_fields)
 
 
 # --- Deepgram's transcript as OpenAI's ---------------------------------------------------
-
-
-def speaker_label(index: int) -> str:
-    """ "A", "B", ..., "Z", "AA", "AB", ...: the n-th speaker heard, as OpenAI labels them."""
-    label = ""
-    index += 1
-    while index:
-        index, rest = divmod(index - 1, 26)
-        label = chr(ord("A") + rest) + label
-    return label
 
 
 class SpeakerLabels:
@@ -268,14 +257,6 @@ async def transcript_of(body: dict[str, Any], job: TranscriptionJob) -> Transcri
         words=[_word(w) for w in words] if job.word_timestamps else None,
         logprobs=_logprobs(words) if job.include_logprobs else None,
     )
-
-
-def prompt_terms(prompt: str | None) -> list[str]:
-    """A prompt's key terms: what its commas, semicolons or line breaks separate."""
-    if not prompt:
-        return []
-    terms = [term.strip() for term in _TERM_SEPARATORS.split(prompt)]
-    return list(dict.fromkeys(term for term in terms if term))[:MAX_PROMPT_TERMS]
 
 
 def _default_prompt_parameter(model: str) -> str:
@@ -433,7 +414,7 @@ class DeepgramProvider:
         if job.diarize:
             query.append(("diarize", "true"))
         if self.prompt_parameter != "none":
-            query += [(self.prompt_parameter, term) for term in prompt_terms(job.prompt)]
+            query += [(self.prompt_parameter, term) for term in job.prompt_terms(MAX_PROMPT_TERMS)]
         if isinstance(job.chunking_strategy, ServerVad):
             # The silence that ends an utterance (a segment): Deepgram's utt_split, seconds.
             query.append(("utt_split", f"{job.chunking_strategy.silence_duration_ms / 1000:g}"))

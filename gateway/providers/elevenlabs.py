@@ -92,8 +92,8 @@ from gateway.providers.base import (
     Transcript,
     TranscriptionJob,
     Word,
+    speaker_label,
 )
-from gateway.providers.deepgram import prompt_terms, speaker_label
 from gateway.providers.upstream import mid_stream_failure
 from gateway.providers.upstream_client import Dialect, bad_response, client_for, timed_out
 
@@ -432,11 +432,11 @@ def language_of(code: Any, requested: str | None) -> str:
     return language_name(whisper)
 
 
-def scribe_keyterms(prompt: str | None) -> list[str]:
+def scribe_keyterms(job: TranscriptionJob) -> list[str]:
     """The prompt's key terms that Scribe accepts (longer phrases are prose, not terms)."""
     return [
         term
-        for term in prompt_terms(prompt)
+        for term in job.prompt_terms()
         if len(term) <= KEYTERM_MAX_CHARACTERS
         and len(term.split()) <= KEYTERM_MAX_WORDS
         and not KEYTERM_FORBIDDEN.intersection(term)
@@ -544,7 +544,7 @@ class ElevenLabsProvider:
             form["language_code"] = whisper_code(job.language) or job.language
         if job.temperature:
             form["temperature"] = str(job.temperature)
-        if self.prompt_as == "keyterms" and (terms := scribe_keyterms(job.prompt)):
+        if self.prompt_as == "keyterms" and (terms := scribe_keyterms(job)):
             form["keyterms"] = json.dumps(terms)  # one JSON array, as ElevenLabs' SDK sends it
         return form
 
