@@ -3,9 +3,9 @@
 With server VAD a turn is transcribed piece by piece: each time the speaker pauses (and
 before the pause is long enough to end the turn), the audio since the last cut is sent to
 the transcriber in the background. When the turn ends only the audio after the last cut
-remains (each piece is read with the text before it as its context, and a piece that only
-writes that context back is heard as nothing); the pieces' texts, joined, are the
-transcript, and each is one
+remains (each piece is read with the text before it as its context, and what it only
+writes back of that context is dropped); the pieces' texts, joined, are the transcript,
+and each is one
 `conversation.item.input_audio_transcription.delta`. A turn committed by hand (push-to-talk)
 is one piece.
 
@@ -27,6 +27,9 @@ from gateway.realtime.audio_buffer import as_wav, ms_of
 # A pause shorter than this does not cut (the piece would be a word or less).
 MIN_PIECE_MS = 700
 PAUSE_CUT_MS = 120  # cut this far into a pause: its start, with the word's last sound
+# Fewer words than this repeating the turn's end may be the speaker's own.
+MIN_REPEATED_WORDS = 3
+_WORD = re.compile(r"\w+")
 
 
 def transcriber_for(options: dict | None, fallback: Transcriber) -> Transcriber:
@@ -53,19 +56,35 @@ async def transcribe_pcm(
         live=True,
     )
     transcript = await transcriber.transcribe(job)
-    text = transcript.text.strip()
-    return "" if echoes(text, said_before) else text
+    return after_context(transcript.text.strip(), said_before)
 
 
-def echoes(text: str, said_before: str) -> bool:
-    """Whether `text` only repeats the end of its context: Whisper, given a piece with no
-    speech in it (the breath after a sentence), often writes its prompt back."""
+def after_context(text: str, said_before: str) -> str:
+    """`text` without what only writes its context back.
+
+    Whisper, read a prompt, sometimes writes it again: all of the text, for a piece with no
+    speech in it (the breath after a sentence), or at its start, before the piece's own
+    words. The pieces do not overlap, so their words cannot rightly repeat the turn's last
+    ones; a repeat of `MIN_REPEATED_WORDS` or more at the start is dropped, and a text that
+    is nothing but the context's end is heard as nothing.
+    """
     words, before = _words(text), _words(said_before)
-    return bool(words) and before[-len(words) :] == words
+    if words and before[-len(words) :] == words:
+        return ""
+    for count in range(min(len(words) - 1, len(before)), MIN_REPEATED_WORDS - 1, -1):
+        if words[:count] == before[-count:]:
+            return _without_words(text, count)
+    return text
 
 
 def _words(text: str) -> list[str]:
-    return re.findall(r"\w+", text.casefold())
+    return [match.group().casefold() for match in _WORD.finditer(text)]
+
+
+def _without_words(text: str, count: int) -> str:
+    """`text` from its `count`-th word's end on, without the punctuation that closed it."""
+    end = list(_WORD.finditer(text))[count - 1].end()
+    return text[end:].lstrip(" ,.;:!?-")
 
 
 def joined(texts: list[str]) -> str:

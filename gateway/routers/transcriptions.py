@@ -336,11 +336,24 @@ async def _events(
             call.metered.audio_seconds_in = float(math.ceil(heard_until))
 
 
+# A body this small parses faster than a worker thread can be handed it.
+INLINE_FORM_BYTES = 1 << 20
+
+
+async def _read_form(
+    request: HttpRequest, task: Literal["transcribe", "translate"]
+) -> SpeechToTextForm:
+    """The parsed form: a large body (a spooled file of up to 25 MB) off the event loop."""
+    declared = request.META.get("CONTENT_LENGTH") or ""
+    if declared.isdigit() and int(declared) <= INLINE_FORM_BYTES:
+        return parse_form(request, task)
+    return await asyncio.to_thread(parse_form, request, task)
+
+
 async def _speech_to_text(
     request: HttpRequest, task: Literal["transcribe", "translate"], endpoint: str
 ) -> HttpResponse:
-    # Parsing the multipart body reads a spooled file of up to 25 MB: keep it off the loop.
-    form = await asyncio.to_thread(parse_form, request, task)
+    form = await _read_form(request, task)
     entry = catalog().resolve(form.model, "transcription")
     call = MeteredCall.for_request(request, entry, endpoint)
     async with call.running():
