@@ -38,7 +38,7 @@ from tests.vendor_fakes.deepgram import API_KEY, SCRIPT, FakeDeepgram, start_fak
 KEY_ENV = "ARDEEPGRAM_TEST_KEY"
 WRONG_KEY_ENV = "ARDEEPGRAM_WRONG_KEY"
 SCRIPT_TEXT = " ".join(line for _, line in SCRIPT)
-SCENARIOS = ("ok", "limited-once", "limited", "fail-once", "fail", "reset", "gated")
+SCENARIOS = ("ok", "limited-once", "limited", "fail-once", "fail", "reset", "gated", "unpaid")
 
 
 @pytest.fixture(scope="module")
@@ -561,6 +561,18 @@ def test_a_500_is_retried_and_a_persistent_one_is_502(openai_client, deepgram):
     with pytest.raises(openai.APIStatusError) as caught:
         openai_client.audio.transcriptions.create(model="fail/nova-3", file=("a.wav", WAV))
     assert (caught.value.status_code, caught.value.body["code"]) == (502, "upstream_error")
+
+
+def test_an_account_out_of_credits_is_the_gateways_problem_502(openai_client, deepgram):
+    with pytest.raises(openai.APIStatusError) as caught:
+        openai_client.audio.transcriptions.create(model="unpaid/nova-3", file=("a.wav", WAV))
+    assert (caught.value.status_code, caught.value.body["code"]) == (
+        502,
+        "upstream_payment_required",
+    )
+    assert caught.value.body["type"] == "upstream_error"
+    assert len(deepgram.seen("unpaid")) == 1  # not retried: credits do not come back by waiting
+    assert record_of("unpaid/nova-3").status_code == 502
 
 
 async def test_a_stream_cut_mid_speech_is_an_upstream_error(deepgram):

@@ -122,6 +122,17 @@ def auth_failed() -> OpenAIError:
     )
 
 
+def upstream_unpaid() -> OpenAIError:
+    """The gateway's upstream account cannot pay (HTTP 402, e.g. out of credits): the
+    gateway's problem, not the client's request; another provider may still answer."""
+    return OpenAIError(
+        "The upstream provider refused the gateway's account: it is out of credits.",
+        status=502,
+        type=UPSTREAM,
+        code="upstream_payment_required",
+    )
+
+
 def cooling_down() -> OpenAIError:
     return OpenAIError(
         "The upstream provider is temporarily unavailable after repeated failures.",
@@ -368,6 +379,8 @@ class UpstreamClient:
         message = self.scrub(message)
         if status in (401, 403):
             return auth_failed()
+        if status == 402:
+            return upstream_unpaid()
         if status == 429:
             headers = {}
             if retry_after := response.headers.get("retry-after"):

@@ -188,6 +188,13 @@ class FakeDeepgram:
             raise legacy_error(429, "TOO_MANY_REQUESTS", "Too many requests. Try again later.")
         if scenario == "fail" or (scenario == "fail-once" and count == 1):
             raise legacy_error(500, "INTERNAL_SERVER_ERROR", "Something went wrong.")
+        if scenario == "unpaid":
+            raise legacy_error(
+                402,
+                "ASR_PAYMENT_REQUIRED",
+                "Project does not have enough credits for an ASR request and does not have "
+                "an overage agreement.",
+            )
 
     def _check_auth(self, headers: dict[str, str]) -> None:
         if headers.get("authorization") != f"Token {self.api_key}":
