@@ -20,8 +20,8 @@ from tests.openai_transcription_fake import (
     DIARIZE,
     WHISPER,
     FakeOpenAITranscriptions,
-    tone_wav,
 )
+from tests.tones import tone_wav
 from tests.upstream_helpers import catalog_from, model_table, record_of, upstream_table
 from usage.models import UsageRecord
 

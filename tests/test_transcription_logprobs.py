@@ -17,9 +17,9 @@ from tests.openai_transcription_fake import (
     TRANSCRIBE,
     WHISPER,
     FakeOpenAITranscriptions,
-    tone_wav,
 )
 from tests.speech_fixtures import *  # noqa: F403
+from tests.tones import tone_wav
 from tests.upstream_helpers import catalog_from, model_table, record_of, upstream_table
 
 URL = "/v1/audio/transcriptions"
