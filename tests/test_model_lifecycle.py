@@ -144,7 +144,9 @@ def test_chat_follows_the_chain_of_successors(openai_client, lifecycle, live_key
     )
     # The notice names what the client asked for and what answered it.
     assert raw.headers["warning"] == warning("oldest/chat", "new/chat")
-    assert raw.parse().choices[0].message.content == "Hello from the fault server."
+    completion = raw.parse()
+    assert completion.choices[0].message.content == "Hello from the fault server."
+    assert completion.model == "new/chat"  # the model that answered
     assert sent_models(lifecycle) == ["up-chat"]
     assert [row.model for row in record_of(live_key)] == ["new/chat"]
 
@@ -156,10 +158,10 @@ def test_a_streamed_chat_carries_the_warning_before_its_first_chunk(
         model="old/chat", messages=[{"role": "user", "content": "Hi"}], stream=True
     ) as response:
         assert response.headers["warning"] == warning("old/chat", "new/chat", " on 2025-01-31")
-        text = "".join(
-            chunk.choices[0].delta.content or "" for chunk in response.parse() if chunk.choices
-        )
+        chunks = list(response.parse())
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
     assert text == "Hello from the fault server."
+    assert {chunk.model for chunk in chunks} == {"new/chat"}
     assert [row.model for row in record_of(live_key)] == ["new/chat"]
 
 

@@ -65,6 +65,8 @@ def relays(provider: object) -> bool:
 async def create_chat_completion(request: HttpRequest):
     chat = parse_chat_request(request.body)
     entry = catalog().resolve(chat.model, "chat")
+    if entry.substitution is not None:
+        chat.model = entry.id  # the answer names the successor that wrote it, as OpenAI does
     provider = provider_for(entry)
     check_capabilities(chat, entry, provider)
     call = MeteredCall.for_request(request, entry, ENDPOINT)
