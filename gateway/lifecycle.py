@@ -70,8 +70,6 @@ class MeteredCall:
     # Measures what was made when a whole answer is cut short (see `running()`).
     measure: Meter | None = field(init=False, default=None)
     row_id: int | None = field(init=False, default=None)
-    # A stream's first row, written beside its first bytes rather than before them.
-    marking: asyncio.Task | None = field(init=False, default=None)
     charged: Decimal | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
@@ -154,12 +152,11 @@ class MeteredCall:
     ) -> StreamingHttpResponse:
         """A response that sends `body` as it is made and bills when it ends.
 
-        The row is written as the body starts, marked interrupted (a worker killed
-        mid-stream leaves that trace), and completed when the body ends: finished, failed
-        (`on_error` may send a last event, since the headers are gone) or abandoned by the
-        client. The first write runs beside the first bytes, not before them.
+        The row is written now, marked interrupted (a worker killed mid-stream leaves that
+        trace), and completed when the body ends: finished, failed (`on_error` may send a
+        last event, since the headers are gone) or abandoned by the client.
         """
-        self.marking = asyncio.ensure_future(self.mark_started())
+        await self.mark_started()
         self.streamed = True
         response = StreamingHttpResponse(self._billed(body, on_error), content_type=content_type)
         if content_type == "text/event-stream":
@@ -201,7 +198,6 @@ class MeteredCall:
         if not self.admitted:
             self.charged = Decimal(0)
             return self.charged
-        await self._marked()
         charged = self.cost if 0 < status < 400 else Decimal(0)
         try:
             self.row_id = await ledger.record(self._entry(status, charged), row_id=self.row_id)
@@ -216,16 +212,6 @@ class MeteredCall:
         """Write the row now, marked interrupted; `finish()` completes it. A stream (or a
         realtime response) can outlive its process: the request then stays in the ledger."""
         self.row_id = await ledger.record(self._entry(ledger.INTERRUPTED, Decimal(0)))
-
-    async def _marked(self) -> None:
-        """Wait for the stream's first row; if it could not be written, the final entry is
-        written as a new row instead."""
-        if self.marking is None:
-            return
-        try:
-            await self.marking
-        except Exception:
-            logger.exception("%s: the interrupted row could not be written", self.endpoint)
 
     def _entry(self, status: int, cost: Decimal) -> ledger.LedgerEntry:
         return ledger.LedgerEntry(
