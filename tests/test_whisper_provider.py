@@ -125,6 +125,12 @@ def test_a_looping_decode_is_told_from_speech():
     assert repeats_itself(f"{once} {once}", 40, 1.5)  # 40 tokens in 1.5 s: nobody speaks so
     long_speech = "The quick brown fox jumps over the lazy dog near the river bank today."
     assert not repeats_itself(long_speech, 17, 4.0)
+    # The piece written twice: too short to compress well, few enough tokens for its time.
+    question = "How tall is the Eiffel Tower?"
+    assert repeats_itself(f"{question} {question}", 16, 2.0)
+    assert repeats_itself(f"Hello. {question} {question}", 18, 2.5)
+    assert not repeats_itself("Thank you, thank you.", 6, 1.5)  # short: it may be spoken
+    assert not repeats_itself("I said yes, I said.", 7, 1.5)  # a phrase again, not in a row
 
 
 async def test_stream_yields_segments_then_the_transcript(base, english_wav):

@@ -9,7 +9,8 @@ the speech end and repeats it): a two-second piece then takes about 0.2 s in all
 pieces read this way come out as the padded window reads them; a long one (more than
 `LONGEST_SECONDS`) takes the usual path. A piece whose text repeats itself (zlib
 compression ratio over 2.4, Whisper's own test, or more tokens than anyone says in its
-time) is heard again with ten seconds of silence after it, then, if it still repeats, the
+time, or the same phrase twice at its end) is heard again with ten seconds of silence
+after it, then, if it still repeats, the
 usual way, in the language already found.
 
 The language is found on the same short encoding (one decoder step), the search is the
@@ -19,6 +20,7 @@ Whisper itself judges silent (no-speech probability over 0.6 with a low average
 log-probability, its own rule) is heard as nothing.
 """
 
+import re
 import zlib
 from dataclasses import dataclass
 
@@ -34,6 +36,8 @@ MAX_NEW_TOKENS = 224
 REPEATING_COMPRESSION_RATIO = 2.4
 # More tokens than anyone says in the time (fast speech is under 6 a second): a loop.
 MOST_TOKENS, MOST_TOKENS_PER_SECOND = 10, 8
+# A phrase this long said twice in a row, ending a piece, is Whisper writing it again.
+MIN_REPEATED_WORDS = 3
 NO_SPEECH_PROB = 0.6
 SILENT_LOGPROB = -1.0
 
@@ -111,10 +115,23 @@ def _decoded(
 
 
 def repeats_itself(text: str, tokens: int, seconds: float) -> bool:
-    """Whether Whisper looped: its text compresses too well, or is too long for the time."""
+    """Whether Whisper looped: its text compresses too well, is too long for the time, or
+    ends with the same phrase twice in a row (the whole piece written again, its commonest
+    loop on a short piece: too short a text to compress well)."""
     return (
         _compression_ratio(text) > REPEATING_COMPRESSION_RATIO
         or tokens > MOST_TOKENS + MOST_TOKENS_PER_SECOND * seconds
+        or _ends_with_a_repeat(re.findall(r"\w+", text.casefold()))
+    )
+
+
+def _ends_with_a_repeat(words: list[str]) -> bool:
+    """Whether the last words are a phrase of `MIN_REPEATED_WORDS` or more said twice (a
+    shorter one, "thank you, thank you", may well be spoken)."""
+    count = len(words)
+    return any(
+        words[count - 2 * length : count - length] == words[count - length :]
+        for length in range(MIN_REPEATED_WORDS, count // 2 + 1)
     )
 
 
