@@ -8,10 +8,9 @@ own length with three seconds of silence after it (with less, Whisper often does
 the speech end and repeats it): a two-second piece then takes about 0.2 s in all. Short
 pieces read this way come out as the padded window reads them; a long one (more than
 `LONGEST_SECONDS`) takes the usual path. A piece whose text repeats itself (zlib
-compression ratio over 2.4, Whisper's own test, or more tokens than anyone says in its
-time, or the same phrase twice at its end) is heard again with ten seconds of silence
-after it, then, if it still repeats, the
-usual way, in the language already found.
+compression ratio over 2.4, Whisper's own test; more tokens than anyone says in its time;
+or the same phrase twice at its end) is heard again with ten seconds of silence after it,
+then, if it still repeats, the usual way, in the language already found.
 
 The language is found on the same short encoding (one decoder step), the search is the
 model's beam search (on so short an encoding it costs about what greedy search does) or a

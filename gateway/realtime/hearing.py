@@ -5,9 +5,8 @@ before the pause is long enough to end the turn), the audio since the last cut i
 the transcriber in the background. When the turn ends only the audio after the last cut
 remains (each piece is read with the text before it as its context, and what it only
 writes back of that context is dropped); the pieces' texts, joined, are the transcript,
-and each is one
-`conversation.item.input_audio_transcription.delta`. A turn committed by hand (push-to-talk)
-is one piece.
+and each is one `conversation.item.input_audio_transcription.delta`. A turn committed by
+hand (push-to-talk) is one piece.
 
 The transcriber is the session's `audio.input.transcription.model` when one is set (with
 its language and prompt), else the cascade's own.
