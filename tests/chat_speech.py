@@ -1,6 +1,7 @@
 """Speech for the chat tests: questions spoken by the project's own Piper provider, and WER."""
 
 import asyncio
+import dataclasses
 import re
 
 import jiwer
@@ -38,10 +39,16 @@ _cache: dict[tuple[str, str], np.ndarray] = {}
 
 
 def speak(text: str, voice: str = "alloy") -> np.ndarray:
-    """`text` as int16 mono samples at 24 kHz (cached per session)."""
+    """`text` as int16 mono samples at 24 kHz, the same samples in every run.
+
+    Piper's voices draw noise for each rendering, and Whisper base mishears some of them
+    ("How tall" as "How Paul"), so a test asserting what is heard would pass or fail by
+    chance. The test speaker's voice has no noise: one rendering, heard the same each time.
+    """
     if (text, voice) not in _cache:
         piper = provider_for(catalog().get("local/piper"))
-        _cache[text, voice] = piper.synthesize_pcm(text, voice)
+        steady = dataclasses.replace(piper.style(voice), noise_scale=0.0, noise_w=0.0)
+        _cache[text, voice] = piper.synthesize_pcm_as(steady, text)
     return _cache[text, voice]
 
 

@@ -77,12 +77,10 @@ def encode_pcm(pcm: np.ndarray, rate: int, muxer: str, codec: str, out_rate: int
 
 
 def synthesize_english(text: str) -> np.ndarray:
-    """int16 mono speech at 24 kHz from the project's own TTS provider."""
-    from gateway.catalog import catalog
-    from gateway.providers import provider_for
+    """int16 mono speech at 24 kHz from the project's own TTS provider (the same every run)."""
+    from tests.chat_speech import speak
 
-    piper = provider_for(catalog().get("local/piper"))
-    return piper.synthesize_pcm(text, voice="alloy")
+    return speak(text)
 
 
 def speak_with_espeak(text: str, voice: str, path: Path) -> bytes:

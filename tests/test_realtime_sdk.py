@@ -355,11 +355,14 @@ def test_a_conversation_interrupted_mid_reply_end_to_end(openai_client, live_key
         )
         session.recv()
         # Turn 1: a question whose answer is long enough to be spoken over.
-        stream(connection, np.concatenate([silence(300), speak(STORY), silence(900)]))
+        first_turn = stream(connection, np.concatenate([silence(300), speak(STORY), silence(900)]))
         first_audio = session.until("response.output_audio.delta")[-1].event
         cancelled_id, assistant_item = first_audio.response_id, first_audio.item_id
         # The user speaks over the reply while its audio arrives; what the client
         # "played" is what it had received when the server heard the speech start.
+        # One microphone: the reply can begin before the turn's closing silence is all
+        # sent, and two senders at once would interleave their frames.
+        first_turn.join()
         barge_in = stream(connection, np.concatenate([speak(QUESTION), silence(1200)]))
         before_speech = session.until("input_audio_buffer.speech_started")
         played = audio_of(session.events, cancelled_id)

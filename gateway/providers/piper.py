@@ -226,7 +226,11 @@ class PiperProvider:
 
         For internal callers that want raw audio (test speech, spoken chat replies).
         """
-        style = self.style(voice)
+        return self.synthesize_pcm_as(self.style(voice), text, speed)
+
+    def synthesize_pcm_as(self, style: VoiceStyle, text: str, speed: float = 1.0) -> np.ndarray:
+        """`synthesize_pcm` in a style of the caller's own (one without noise, say, which
+        speaks a text the same way every time)."""
         _, rate, _ = self._source_rate(style)
         parts = []
         for piece in split_pieces(text):
