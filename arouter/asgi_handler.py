@@ -1,11 +1,14 @@
 """Django's ASGI handler, with two changes for the /v1 API.
 
-No per-request thread: for every request Django opens a ThreadSensitiveContext, so the
-request's synchronous work gets a thread of its own, made for it and discarded after.
-Pages need that (sync views, sessions, WhiteNoise). The /v1 views are async end to end and
-send their database work to kept threads (core.hot_path_db); their only synchronous step
-is closing the response, and creating a thread for that alone was a fixed cost on every
-API call. Without the context, that step runs on asgiref's one long-lived sync thread.
+No thread hops for /v1: for every request Django opens a ThreadSensitiveContext, so the
+request's synchronous work gets a thread of its own, made for it and discarded after, and
+it sends `request_started` and closes the response there. Pages need that (sync views,
+sessions, WhiteNoise). The /v1 views are async end to end and send their database work to
+kept threads (core.hot_path_db), so their request is served on the event loop alone: the
+response is closed there (its `request_finished` receivers only close connections and
+caches the loop thread does not hold), and `request_started` is not sent (its receivers
+reset a connection's query log and close stale connections, of threads that are not the
+loop's). Each hop was a thread wake-up on every API call.
 
 A body limit while reading: Django reads a whole body (spilling to a temporary file)
 before any view can refuse it. Here a body declared or found larger than the API accepts is
@@ -15,12 +18,19 @@ Multipart bodies Django cannot read are refused with a reason (core.multipart): 
 Content-Type without a usable boundary, a file part whose name Django cannot read.
 """
 
+import asyncio
+import contextlib
 import json
 
 import django
+from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.handlers.asgi import ASGIHandler, ASGIRequest
+from django.core import signals
+from django.core.exceptions import RequestAborted
+from django.core.handlers.asgi import ASGIHandler, ASGIRequest, get_script_prefix
+from django.http import HttpResponseBase
 from django.http.multipartparser import MultiPartParser
+from django.urls import set_script_prefix
 from django.utils.datastructures import ImmutableList
 
 from core.api_requests import API_PREFIX, new_request_id
@@ -95,6 +105,22 @@ class GatewayRequest(ASGIRequest):
         return post, files
 
 
+async def _closed(response: HttpResponseBase | None) -> None:
+    """Close a /v1 response (None: the client left before one was made), which sends
+    `request_finished`. With the queries on kept threads (core.hot_path_db) the loop holds
+    no connection, so this runs on the loop; without them (tests in a transaction) the
+    queries ran where `sync_to_async` runs, and their connections are closed there."""
+    close = response.close if response is not None else _finished
+    if settings.AROUTER_DB_THREADS:
+        close()
+    else:
+        await sync_to_async(close)()
+
+
+def _finished() -> None:
+    signals.request_finished.send(sender=GatewayASGIHandler)
+
+
 class GatewayASGIHandler(ASGIHandler):
     request_class = GatewayRequest
 
@@ -108,9 +134,46 @@ class GatewayASGIHandler(ASGIHandler):
             await send_too_large(send, limit)
             return
         guard = BodyLimit(receive, limit)
-        await self.handle(scope, guard.receive, send)
+        await self._handle_api(scope, guard.receive, send)
         if guard.exceeded:
             await send_too_large(send, limit)
+
+    async def _handle_api(self, scope, receive, send) -> None:
+        """Django's `handle`, on the event loop alone (see the module's docstring)."""
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        set_script_prefix(get_script_prefix(scope))
+        request, error_response = self.create_request(scope, body_file)
+        try:
+            if request is None:
+                await self.send_response(error_response, send)
+                await _closed(error_response)
+                return
+            await _closed(await self._respond_unless_gone(request, receive, send))
+        finally:
+            body_file.close()
+
+    async def _respond_unless_gone(self, request, receive, send) -> HttpResponseBase | None:
+        """The response, sent; None if the client left first (the view is cancelled, as
+        Django cancels it, so a stream stops making what nobody reads)."""
+
+        async def respond() -> HttpResponseBase:
+            response = await self.run_get_response(request)
+            with contextlib.suppress(asyncio.CancelledError):  # the client left mid-send
+                await self.send_response(response, send)
+            return response
+
+        listening = asyncio.create_task(self.listen_for_disconnect(receive))
+        responding = asyncio.create_task(respond())
+        await asyncio.wait((listening, responding), return_when=asyncio.FIRST_COMPLETED)
+        for task in (listening, responding):
+            if not task.done():
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, RequestAborted):
+                await task
+        return None if responding.cancelled() else responding.result()
 
 
 def get_gateway_asgi_application() -> GatewayASGIHandler:

@@ -45,6 +45,9 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             return
         try:
             self._writer.write(buffer)
+            transport = self._writer.transport
+            if not transport.is_closing() and not transport.get_write_buffer_size():
+                return  # all in the socket already: nothing to wait for (or time)
             async with asyncio.timeout(timeout):
                 await self._writer.drain()
         except TimeoutError:
