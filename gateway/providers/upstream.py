@@ -134,11 +134,17 @@ class UpstreamProvider:
         """Whether the upload goes as it is: a format the upstream takes, within its size
         and the model's longest audio."""
         options = self.client.options
-        fmt = await asyncio.to_thread(transcode.format_of, upload.filename, upload.source)
-        refuses_format = bool(options.accepted_formats) and fmt not in options.accepted_formats
-        if refuses_format or upload.size > options.max_upload_bytes:
+        if upload.size > options.max_upload_bytes or not await self._takes_format(upload):
             return False
         return self.max_duration is None or await self._seconds(upload) <= self._piece_seconds()
+
+    async def _takes_format(self, upload: AudioUpload) -> bool:
+        accepted = self.client.options.accepted_formats
+        if not accepted:  # every format: nothing to find out (FFmpeg may have to look)
+            return True
+        return (
+            await asyncio.to_thread(transcode.format_of, upload.filename, upload.source) in accepted
+        )
 
     async def _seconds(self, upload: AudioUpload) -> float:
         """The upload's duration: as its header declares it (cheap), else decoded."""
