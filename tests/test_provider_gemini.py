@@ -20,6 +20,7 @@ import pytest
 from gateway.audio.encode import wav_file
 from tests.openai_contract import assert_matches, assert_stream_matches
 from tests.upstream_helpers import catalog_from, model_table, record_of, upstream_table
+from tests.vendor_fakes import gemini as fake
 from tests.vendor_fakes.gemini import API_KEY, FakeGemini
 
 KEY_ENV = "ARGEMINI_TEST_KEY"
@@ -362,6 +363,15 @@ def test_speech_is_streamed_piece_by_piece_and_billed(openai_client, gemini_mode
     assert record.characters == len(text)
     assert record.audio_seconds_out == pytest.approx(seconds, abs=0.01)
     assert record.cost > 0
+
+
+def test_pcm_at_geminis_own_rate_is_geminis_audio_as_it_came(openai_client, gemini_models):
+    text = "Twenty characters!!"
+    audio = openai_client.audio.speech.create(
+        model="gemini/tts", voice="alloy", input=text, response_format="pcm"
+    ).read()
+    assert audio == fake.tone(len(text) * fake.SECONDS_PER_CHARACTER)
+    assert record_of("gemini/tts").audio_seconds_out == pytest.approx(len(audio) / 48000)
 
 
 @pytest.mark.parametrize("fmt", ["mp3", "opus", "aac", "flac", "wav"])

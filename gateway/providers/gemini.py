@@ -72,7 +72,7 @@ from httpx_sse import EventSource
 
 from core.errors import OpenAIError, invalid_param
 from gateway.audio import transcode
-from gateway.audio.encode import StreamEncoder
+from gateway.audio.encode import OUTPUT_RATE, StreamEncoder
 from gateway.audio.tempo import change_tempo
 from gateway.catalog import ModelEntry, catalog
 from gateway.providers.base import ChatJob, ChatReply, SpeechJob, SpeechMeter
@@ -403,31 +403,52 @@ def _pcm_pieces(answer: dict[str, Any]) -> list[tuple[bytes, int]]:
 
 
 class SpeechStream:
-    """Gemini's pcm pieces encoded into one clip of the requested format, as they come."""
+    """Gemini's pcm pieces encoded into one clip of the requested format, as they come.
+
+    Asked for pcm at Gemini's own rate and speed, the clip is Gemini's pcm16 as it came:
+    no encoder, and no thread to run one on."""
 
     def __init__(self, job: SpeechJob, meter: SpeechMeter) -> None:
         self.job, self.meter = job, meter
         self.encoder: StreamEncoder | None = None
         self.carry = b""  # an odd byte left at a piece's end, for the next one
+        self.seconds_as_sent = 0.0
 
-    def encode(self, pcm: bytes, rate: int) -> bytes:
+    def _whole_samples(self, pcm: bytes) -> bytes:
         pcm, self.carry = self.carry + pcm, b""
         if len(pcm) % 2:
             pcm, self.carry = pcm[:-1], pcm[-1:]
+        return pcm
+
+    def sent_as_is(self, rate: int) -> bool:
+        job = self.job
+        as_made = job.response_format == "pcm" and rate == OUTPUT_RATE and job.speed == 1.0
+        return self.encoder is None and as_made
+
+    def as_sent(self, pcm: bytes) -> bytes:
+        pcm = self._whole_samples(pcm)
+        self.seconds_as_sent += len(pcm) / 2 / OUTPUT_RATE
+        self.meter.audio_seconds = self.seconds_as_sent
+        return pcm
+
+    def encode(self, pcm: bytes, rate: int) -> bytes:
+        pcm = self._whole_samples(pcm)
         if self.encoder is None:
             self.encoder = StreamEncoder(self.job.response_format, rate)
         samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
         if self.job.speed != 1.0:
             samples = change_tempo(samples, rate, self.job.speed)
         out = self.encoder.encode(samples)
-        self.meter.audio_seconds = self.encoder.seconds_out
+        self.meter.audio_seconds = self.seconds_as_sent + self.encoder.seconds_out
         return out
 
     def finish(self) -> bytes:
         if self.encoder is None:
-            raise bad_response("no audio")
+            if not self.seconds_as_sent:
+                raise bad_response("no audio")
+            return b""
         tail = self.encoder.finish()
-        self.meter.audio_seconds = self.encoder.seconds_out
+        self.meter.audio_seconds = self.seconds_as_sent + self.encoder.seconds_out
         return tail
 
     def close(self) -> None:
@@ -569,9 +590,14 @@ class GeminiProvider:
             async with contextlib.aclosing(self._speech_answers(job)) as answers:
                 async for answer in answers:
                     for pcm, rate in _pcm_pieces(answer):
-                        if out := await asyncio.to_thread(clip.encode, pcm, rate):
+                        if clip.sent_as_is(rate):
+                            out = clip.as_sent(pcm)
+                        else:
+                            out = await asyncio.to_thread(clip.encode, pcm, rate)
+                        if out:
                             yield out
-            if tail := await asyncio.to_thread(clip.finish):
+            tail = await asyncio.to_thread(clip.finish) if clip.encoder else clip.finish()
+            if tail:
                 yield tail
         finally:
             clip.close()
