@@ -77,10 +77,12 @@ def encode_pcm(pcm: np.ndarray, rate: int, muxer: str, codec: str, out_rate: int
 
 
 def synthesize_english(text: str) -> np.ndarray:
-    """int16 mono speech at 24 kHz from the project's own TTS provider (the same every run)."""
-    from tests.chat_speech import speak
+    """int16 mono speech at 24 kHz from the project's own TTS provider."""
+    from gateway.catalog import catalog
+    from gateway.providers import provider_for
 
-    return speak(text)
+    piper = provider_for(catalog().get("local/piper"))
+    return piper.synthesize_pcm(text, voice="alloy")
 
 
 def speak_with_espeak(text: str, voice: str, path: Path) -> bytes:
