@@ -94,6 +94,7 @@ from gateway.providers.base import (
     Word,
     speaker_label,
 )
+from gateway.providers.form_upload import FormUpload
 from gateway.providers.upstream import mid_stream_failure
 from gateway.providers.upstream_client import Dialect, bad_response, client_for, timed_out
 
@@ -558,13 +559,8 @@ class ElevenLabsProvider:
                 param="known_speaker_names[]",
                 code="unsupported_value",
             )
-        upload = job.upload
-        content_type = upload.content_type or "application/octet-stream"
-        with upload.opened() as file:
-            files = {"file": (upload.filename, file, content_type)}
-            body = await self.client.json(
-                "POST", "/v1/speech-to-text", data=self._transcription_form(job), files=files
-            )
+        form = FormUpload(self._transcription_form(job), job.upload).request_kwargs()
+        body = await self.client.json("POST", "/v1/speech-to-text", **form)
         return await self._transcript(body, job)
 
     async def _transcript(self, body: dict[str, Any], job: TranscriptionJob) -> Transcript:
