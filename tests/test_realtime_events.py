@@ -4,9 +4,9 @@ stays usable (each case is followed by an event that works).
 Also through the official SDK (`client.realtime.connect`) against a live uvicorn.
 """
 
-import base64
 import logging
 
+import pybase64
 import pytest
 
 from tests import test_realtime as rt
@@ -150,7 +150,7 @@ async def test_an_unexpected_failure_is_a_server_error_event_and_the_socket_live
         raise MemoryError
 
     # The standard library failing under us (here: decoding a frame), not a client mistake.
-    monkeypatch.setattr(base64, "b64decode", out_of_memory)
+    monkeypatch.setattr(pybase64, "b64decode", out_of_memory)
     with caplog.at_level(logging.ERROR, logger="gateway.realtime.consumer"):
         await rt.send(comm, type="input_audio_buffer.append", audio="AAAA", event_id="evt_oom")
         event = await rt.receive(comm)

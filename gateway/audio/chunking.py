@@ -13,10 +13,10 @@ the later pieces as known_speaker_names[]/references[] (the first piece's labels
 the client's own known speakers), those pieces name the same voices the same way.
 """
 
-import base64
 from dataclasses import replace
 
 import numpy as np
+import pybase64
 
 from gateway.audio import transcode
 from gateway.providers.base import KnownSpeaker, Segment, Transcript, Word
@@ -149,5 +149,5 @@ def _voice_clips(samples: np.ndarray, rate: int, transcript: Transcript) -> dict
 
 def _data_url(clip: np.ndarray, accepted_formats: tuple[str, ...]) -> str:
     content, fmt = transcode.encode(clip, accepted_formats)
-    payload = base64.b64encode(content).decode("ascii")
+    payload = pybase64.b64encode(content).decode("ascii")
     return f"data:{transcode.CONTENT_TYPES[fmt]};base64,{payload}"

@@ -5,7 +5,6 @@ Both meter what the turn made into the request's `MeteredCall`; a stream bills b
 """
 
 import asyncio
-import base64
 import contextlib
 import time
 import uuid
@@ -13,6 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
+import pybase64
 
 from gateway.audio.encode import encode_all, wav_header
 from gateway.chat import replies
@@ -89,7 +89,7 @@ class Completion:
         await replies.remember(audio_id, self.turn.text, expires_at, self.call.api_key.team_id)
         return {
             "id": audio_id,
-            "data": base64.b64encode(data).decode("ascii"),
+            "data": pybase64.b64encode(data).decode("ascii"),
             "expires_at": expires_at,
             "transcript": self.turn.text,
         }
@@ -137,7 +137,7 @@ class Completion:
                 if isinstance(event, str):
                     audio = {"transcript": event}
                 elif isinstance(event, Spoken):
-                    audio = {"data": base64.b64encode(event.pcm).decode("ascii")}
+                    audio = {"data": pybase64.b64encode(event.pcm).decode("ascii")}
                 else:
                     continue
                 if not sent_id:

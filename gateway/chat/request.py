@@ -5,12 +5,12 @@ the exact place of a bad value (`messages[0].content[0].input_audio.data`), and 
 and tests rely on that `param`.
 """
 
-import base64
 import binascii
 import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import pybase64
 from django.conf import settings
 
 from core.errors import invalid_param, json_type_name
@@ -68,6 +68,8 @@ class ChatRequest:
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
     user: str | None = None
+    # The body as parsed, for an upstream that takes the request whole (relayed as sent).
+    body: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def wants_audio(self) -> bool:
@@ -172,7 +174,7 @@ def _number(body: dict, name: str, low: float, high: float, default: float) -> f
 def _decode_audio(raw: Any, param: str) -> bytes:
     _expect(raw, str, param, "a string")
     try:
-        data = base64.b64decode(raw, validate=True)
+        data = pybase64.b64decode(raw, validate=True)
     except (binascii.Error, ValueError):
         raise invalid_param(
             f"Invalid value for '{param}': the audio data is not valid base64.",
@@ -390,4 +392,5 @@ def parse_chat_request(raw_body: bytes) -> ChatRequest:
         stop=_stop(body),
         seed=seed,
         user=user if isinstance(user, str) else None,
+        body=body,
     )

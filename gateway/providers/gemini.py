@@ -55,7 +55,6 @@ Example catalog:
 """
 
 import asyncio
-import base64
 import binascii
 import contextlib
 import json
@@ -68,6 +67,7 @@ from urllib.parse import quote
 
 import httpx
 import numpy as np
+import pybase64
 from httpx_sse import EventSource
 
 from core.errors import OpenAIError, invalid_param
@@ -174,11 +174,11 @@ async def _audio_part(audio: dict[str, Any], param: str) -> dict[str, Any]:
     if fmt not in AUDIO_MIME_TYPES:
         # Gemini does not read this container: decode it as we would, and send it as WAV.
         try:
-            samples = await asyncio.to_thread(transcode.decode_mono16k, base64.b64decode(data))
+            samples = await asyncio.to_thread(transcode.decode_mono16k, pybase64.b64decode(data))
         except OpenAIError as exc:
             raise invalid_param(exc.message, param=f"{param}.data") from None
         wav, fmt = await asyncio.to_thread(transcode.encode, samples, ("wav",))
-        data = base64.b64encode(wav).decode("ascii")
+        data = pybase64.b64encode(wav).decode("ascii")
     return {"inline_data": {"mime_type": AUDIO_MIME_TYPES[fmt], "data": data}}
 
 
@@ -395,7 +395,7 @@ def _pcm_pieces(answer: dict[str, Any]) -> list[tuple[bytes, int]]:
         mime = str(inline.get("mimeType") or inline.get("mime_type") or "")
         rate = re.search(r"rate=(\d+)", mime)
         try:
-            pcm = base64.b64decode(str(inline.get("data", "")), validate=True)
+            pcm = pybase64.b64decode(str(inline.get("data", "")), validate=True)
         except binascii.Error:
             raise bad_response("undecodable audio") from None
         pieces.append((pcm, int(rate.group(1)) if rate else PCM_RATE))

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import orjson
 
 from core.errors import UPSTREAM, OpenAIError
 from gateway.catalog import Upstream
@@ -38,6 +39,14 @@ RETRYABLE_STATUSES = {408, 409, 429, 500, 502, 503, 504}
 
 def _bearer(key: str) -> dict[str, str]:
     return {"authorization": f"Bearer {key}"}
+
+
+def _with_json_content(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """httpx's `json=` as orjson writes it: the same compact JSON, but a body carrying base64
+    audio is encoded in microseconds rather than most of a millisecond per 100 KB."""
+    payload = kwargs.pop("json")
+    headers = {**kwargs.get("headers", {}), "content-type": "application/json"}
+    return {**kwargs, "content": orjson.dumps(payload), "headers": headers}
 
 
 def _openai_error_fields(body: Any) -> tuple[str, str | None, str | None]:
@@ -294,6 +303,8 @@ class UpstreamClient:
         if self.health.is_cooling():
             log.add(self.label, "cooling_down")
             raise cooling_down()
+        if "json" in kwargs:
+            kwargs = _with_json_content(kwargs)
         if log.team_id is not None and (team_key := await self.team_keys.get(log.team_id)):
             kwargs["headers"] = {**kwargs.get("headers", {}), **self.dialect.auth_headers(team_key)}
         deadline = time.monotonic() + self.options.request_timeout
@@ -356,7 +367,7 @@ class UpstreamClient:
         if "json" not in content_type:
             raise bad_response(f"expected JSON, got {content_type.split(';')[0] or 'nothing'}")
         try:
-            body = json.loads(response.content)
+            body = orjson.loads(response.content)
         except ValueError:
             raise bad_response("malformed JSON") from None
         if not isinstance(body, dict):

@@ -6,10 +6,10 @@ Audio arrives base64-encoded in the session's input format (pcm16 at 24 kHz, or 
 which is what `audio_start_ms` / `audio_end_ms` count from.
 """
 
-import base64
 import binascii
 
 import numpy as np
+import pybase64
 
 from gateway.audio.encode import wav_file
 from gateway.audio.g711 import G711Decoder
@@ -25,7 +25,7 @@ def _base64(audio, param: str) -> bytes:
     if not isinstance(audio, str):
         raise RealtimeError(f"`{param}` must be a base64 string.", "invalid_type", param)
     try:
-        return base64.b64decode(audio, validate=True)
+        return pybase64.b64decode(audio, validate=True)
     except (binascii.Error, ValueError):
         raise RealtimeError(f"`{param}` is not valid base64.", "invalid_value", param) from None
 

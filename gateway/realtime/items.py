@@ -10,8 +10,9 @@ truncation to `audio_end_ms` (what the client really played before the user barg
 keeps the transcript of what was heard and drops the rest.
 """
 
-import base64
 from dataclasses import dataclass, field
+
+import pybase64
 
 from gateway.providers.base import PCM_RATE, TextMessage
 from gateway.realtime.protocol import RealtimeError, invalid_type, new_id
@@ -56,7 +57,7 @@ class Item:
         if with_audio and self.audio:
             for part in content:
                 if part["type"] in ("input_audio", "output_audio"):
-                    part["audio"] = base64.b64encode(self.audio).decode("ascii")
+                    part["audio"] = pybase64.b64encode(self.audio).decode("ascii")
         return {
             "id": self.id,
             "object": "realtime.item",

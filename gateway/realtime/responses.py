@@ -10,11 +10,12 @@ ends `cancelled`, billed for what it generated.
 """
 
 import asyncio
-import base64
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass
+
+import pybase64
 
 from core.errors import OpenAIError
 from gateway.audio.g711 import G711Encoder
@@ -206,12 +207,12 @@ class AudioOut:
 
     def encoded(self, pcm: bytes) -> str:
         data = pcm if self._g711 is None else self._g711.encode(pcm)
-        return base64.b64encode(data).decode("ascii")
+        return pybase64.b64encode(data).decode("ascii")
 
     def flushed(self) -> str | None:
         """What the resampler still holds at the end of the audio (G.711 only)."""
         data = self._g711.flush() if self._g711 is not None else b""
-        return base64.b64encode(data).decode("ascii") if data else None
+        return pybase64.b64encode(data).decode("ascii") if data else None
 
 
 class Response:

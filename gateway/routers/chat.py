@@ -5,8 +5,6 @@ are transcribed before any byte of the response leaves, so a bad clip is a clean
 when streaming. Spoken replies are made sentence by sentence by the cascade provider.
 """
 
-import json
-
 from django.http import HttpRequest, JsonResponse
 from ninja import Router
 
@@ -74,7 +72,7 @@ async def create_chat_completion(request: HttpRequest):
         # Input audio reserved at its duration; kept (AROUTER_KEEP_UPLOADS_DIR) once admitted.
         await admit_chat(call, chat, len(request.body))
         if relays(provider) and (chat.has_audio_input or chat.wants_audio):
-            return await relay_request(chat, json.loads(request.body), provider, call)
+            return await relay_request(chat, chat.body, provider, call)
         messages, heard = await prepare(chat.messages, provider, call.api_key.team_id)
         job = ChatJob(
             messages=messages,

@@ -7,12 +7,12 @@ by `speech.audio.done` with usage (`stream_format=sse`). The request is metered 
 `gateway.lifecycle`: billed when the stream ends, however it ends.
 """
 
-import base64
 import logging
 import math
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
+import pybase64
 from django.http import HttpRequest, StreamingHttpResponse
 from ninja import Field, Router, Schema
 
@@ -92,7 +92,7 @@ async def _speech_body(
         chunk: bytes | None = first
         while chunk is not None:
             if chunk and sse:
-                audio_b64 = base64.b64encode(chunk).decode()
+                audio_b64 = pybase64.b64encode(chunk).decode()
                 yield sse_event({"type": "speech.audio.delta", "audio": audio_b64})
             elif chunk:
                 yield chunk

@@ -13,11 +13,11 @@ Diarizing more than 30 s of audio without a `chunking_strategy` is refused, in w
 begin with OpenAI's own ("chunking_strategy is required for diarization models").
 """
 
-import base64
 import binascii
 import json
 from typing import Any, Literal
 
+import pybase64
 from django.http import HttpRequest
 
 from core.errors import OpenAIError, invalid_param
@@ -251,7 +251,7 @@ def _data_url_bytes(reference: str, param: str) -> bytes:
             code="invalid_value",
         )
     try:
-        return base64.b64decode(payload, validate=True)
+        return pybase64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
         raise invalid_param(
             f"Invalid value for '{param}': the data URL's base64 payload is malformed.",
