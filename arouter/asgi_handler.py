@@ -24,7 +24,7 @@ import json
 
 import django
 from asgiref.sync import sync_to_async
-from django.conf import settings
+from django.conf import global_settings, settings
 from django.core import signals
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, ASGIRequest, get_script_prefix
@@ -35,7 +35,7 @@ from django.utils.datastructures import ImmutableList
 
 from core.api_requests import API_PREFIX, new_request_id
 from core.errors import request_too_large
-from core.multipart import refuse_bad_boundary, refuse_dropped_file_parts
+from core.multipart import plain_form, refuse_bad_boundary, refuse_dropped_file_parts
 
 
 def _declared_length(scope) -> int | None:
@@ -91,6 +91,8 @@ class GatewayRequest(ASGIRequest):
     def parse_file_upload(self, META, post_data):
         boundary = self.content_params.get("boundary") or ""
         refuse_bad_boundary(boundary, META.get("CONTENT_TYPE", ""))
+        if (form := self._plain_form(boundary)) is not None:
+            return form
         # As HttpRequest.parse_file_upload, keeping the parser for its file-name check.
         self.upload_handlers = ImmutableList(self.upload_handlers)
         parser = MultiPartParser(META, post_data, self.upload_handlers, self.encoding)
@@ -103,6 +105,17 @@ class GatewayRequest(ASGIRequest):
                 source.read(), boundary.encode("ascii"), parser.sanitize_file_name
             )
         return post, files
+
+    def _plain_form(self, boundary: str):
+        """The form read by `core.multipart.plain_form` when Django's parser would keep it
+        all in memory (the whole body within FILE_UPLOAD_MAX_MEMORY_SIZE, Django's own
+        upload handlers); None: Django's parser reads it."""
+        length = int(self.META.get("CONTENT_LENGTH") or 0)
+        if not 0 < length <= settings.FILE_UPLOAD_MAX_MEMORY_SIZE:
+            return None
+        if list(settings.FILE_UPLOAD_HANDLERS) != global_settings.FILE_UPLOAD_HANDLERS:
+            return None
+        return plain_form(self.body, boundary.encode("ascii"), self.encoding or "utf-8")
 
 
 async def _closed(response: HttpResponseBase | None) -> None:
