@@ -373,13 +373,13 @@ def first_byte(target: Target, n: int = 5) -> tuple[float, float]:
 
 def httpx_rps(stub_port: int, body: bytes, ctype: str, n: int) -> float:
     """The transcription request sent to the stub by httpx alone, configured as ARouter's
-    upstream client is (its asyncio network backend, uvloop), at 16 concurrent requests:
+    upstream client is (its HTTP/1.1 transport, uvloop), at 16 concurrent requests:
     the most any gateway built on that client can do, before any gateway work."""
     import httpx
     import uvloop
 
     sys.path.insert(0, str(BASE_DIR))
-    from gateway.providers.asyncio_network import transport_for
+    from gateway.providers.http11 import transport_for
 
     base_url = f"http://127.0.0.1:{stub_port}/v1"
     limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)

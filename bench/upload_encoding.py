@@ -30,9 +30,9 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from gateway.providers.asyncio_network import transport_for
 from gateway.providers.base import AudioUpload
 from gateway.providers.form_upload import FormUpload
+from gateway.providers.http11 import transport_for
 
 FIELDS = {
     "model": "whisper-1",

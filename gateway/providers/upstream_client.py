@@ -28,8 +28,8 @@ import orjson
 
 from core.errors import UPSTREAM, OpenAIError
 from gateway.catalog import Upstream
-from gateway.providers.asyncio_network import transport_for
 from gateway.providers.attempts import current_attempt_log
+from gateway.providers.http11 import transport_for
 
 logger = logging.getLogger(__name__)
 
