@@ -24,6 +24,7 @@ from gateway.providers.base import (
     TextMessage,
     TranscriptionJob,
 )
+from gateway.providers.upstream_client import json_body
 from tests.fault_server import FaultServer
 from tests.upstream_helpers import catalog_from, model_table, upstream_table
 
@@ -548,3 +549,13 @@ async def test_a_fallback_chain_has_exactly_the_capabilities_of_its_model(
         assert "nova" in cascade.voices()
         heard = await cascade.hear(tone_wav(2.0), "wav", "messages[0].content[0]")
         assert (heard.text, heard.seconds) == ("w0 w1", pytest.approx(2.0))
+
+
+def test_json_bodies_are_compact_utf8_even_past_orjsons_integer_range():
+    payload = {"model": "m", "input": "caf\u00e9", "seed": 2**70, "speed": 1.0}
+
+    assert (
+        json_body(payload)
+        == '{"model":"m","input":"café","seed":1180591620717411303424,"speed":1.0}'.encode()
+    )
+    assert json.loads(json_body({**payload, "seed": 7})) == {**payload, "seed": 7}

@@ -41,12 +41,21 @@ def _bearer(key: str) -> dict[str, str]:
     return {"authorization": f"Bearer {key}"}
 
 
+def json_body(payload: Any) -> bytes:
+    """`payload` as httpx's `json=` writes it (compact, UTF-8): by orjson, which encodes a
+    body carrying base64 audio in microseconds rather than most of a millisecond per 100 KB;
+    by the standard library for what orjson refuses (an integer past 64 bits, relayed as a
+    client sent it)."""
+    try:
+        return orjson.dumps(payload)
+    except orjson.JSONEncodeError:
+        return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 def _with_json_content(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """httpx's `json=` as orjson writes it: the same compact JSON, but a body carrying base64
-    audio is encoded in microseconds rather than most of a millisecond per 100 KB."""
-    payload = kwargs.pop("json")
-    headers = {**kwargs.get("headers", {}), "content-type": "application/json"}
-    return {**kwargs, "content": orjson.dumps(payload), "headers": headers}
+    content = json_body(kwargs.pop("json"))
+    headers = {"content-type": "application/json", **kwargs.get("headers", {})}
+    return {**kwargs, "content": content, "headers": headers}
 
 
 def _openai_error_fields(body: Any) -> tuple[str, str | None, str | None]:
