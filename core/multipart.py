@@ -160,9 +160,7 @@ def plain_form_parts(body: bytes, boundary: bytes) -> list[PlainPart] | None:
     return None if any(part is None for part in parts) else parts  # type: ignore[return-value]
 
 
-def plain_form(
-    body: bytes, boundary: bytes, encoding: str
-) -> tuple[QueryDict, MultiValueDict] | None:
+def plain_form(body: bytes, boundary: bytes, encoding: str) -> Form | None:
     """`request.POST` and `request.FILES` of a plain multipart body held in memory, as
     Django's parser and its in-memory upload handler make them; None: let Django parse it."""
     parts = plain_form_parts(body, boundary)

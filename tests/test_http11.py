@@ -20,6 +20,7 @@ class LoopbackServer:
     """A few HTTP/1.1 answers, by path:
 
     `/<n>`        n bytes with a Content-Length       `/chunked`  three chunks and a trailer
+    `/one-big-chunk`  300 KB in one chunk
     `/close`      answers, then closes                `/slow`     never answers
     `/truncated`  promises 10 bytes, sends 3, closes  `/until-eof`  no length: ends at close
     `/continue`   a 100 Continue first                `/204`      no content
@@ -62,6 +63,10 @@ class LoopbackServer:
             await asyncio.sleep(30)
         if path == "/chunked":
             writer.write(CHUNKED)
+        elif path == "/one-big-chunk":
+            data = b"y" * 300_000
+            writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+            writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(data), data))
         elif path == "/truncated":
             writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc")
             return False
@@ -198,3 +203,15 @@ async def test_a_response_closed_unread_frees_its_connection_slot():
             with pytest.raises(httpx.PoolTimeout):
                 async with http.stream("GET", "/1"):
                     await http.get("/1", timeout=httpx.Timeout(5, pool=0.1))
+
+
+@pytest.mark.asyncio
+async def test_a_large_chunk_is_passed_on_as_it_arrives_not_held_whole():
+    async with LoopbackServer() as server, client(server.url) as http:
+        async with http.stream("GET", "/one-big-chunk") as response:
+            pieces = [piece async for piece in response.aiter_raw()]
+        assert (await http.get("/1")).content == b"x"
+
+    assert b"".join(pieces) == b"y" * 300_000
+    assert len(pieces) > 1  # read in pieces of at most 64 KB
+    assert server.connections == 1

@@ -234,6 +234,7 @@ class _Body(httpx.AsyncByteStream):
         self._reusable = keep_alive
         if request.method == "HEAD" or status in NO_BODY_STATUSES or status < 200:
             self._length = 0
+            self._reusable = keep_alive and status >= 200  # not after 101 Switching Protocols
         elif not self._chunked and b"content-length" in fields:
             try:
                 self._length = int(fields[b"content-length"])
@@ -276,10 +277,14 @@ class _Body(httpx.AsyncByteStream):
                 while await _read(reader.readuntil(b"\r\n"), self._timeout) != b"\r\n":
                     pass  # trailers, read and dropped
                 return
-            piece = await _read(reader.readexactly(size + 2), self._timeout)
-            if piece[-2:] != b"\r\n":
+            while size > 0:  # passed on as it arrives, however large the chunk says it is
+                piece = await _read(reader.read(min(size, READ_BYTES)), self._timeout)
+                if not piece:
+                    raise httpx.RemoteProtocolError("peer closed connection mid-chunk")
+                size -= len(piece)
+                yield piece
+            if await _read(reader.readexactly(2), self._timeout) != b"\r\n":
                 raise httpx.RemoteProtocolError("malformed chunk")
-            yield piece[:-2]
 
     async def aclose(self) -> None:
         if self._closed:
