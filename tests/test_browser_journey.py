@@ -23,7 +23,7 @@ from tests.browser import (
     screenshot,
     wait_until,
 )
-from tests.chat_speech import speak, word_error_rate
+from tests.chat_speech import heard_error_rate, speak, word_error_rate
 from tests.speech_fixtures import *  # noqa: F403
 from tests.speech_fixtures import ENGLISH_TEXT, PIPER_RATE
 
@@ -116,7 +116,9 @@ def transcribe(page, english_wav_bytes: bytes) -> None:
     page.wait_for_selector("#stt-cost:has-text('Cost')")
     heard = page.inner_text("#stt-text")
     screenshot(page, "04-transcribe")
-    assert word_error_rate(ENGLISH_TEXT, heard) <= 0.2, heard
+    # By characters, word breaks removed: Whisper writes "sea shells by the sea shore" as
+    # "seashells by the seashore", four word errors in twenty but no character error.
+    assert heard_error_rate(ENGLISH_TEXT, heard) <= 0.2, heard
     # verbose_json with word timestamps: one highlighted-in-time span per word.
     assert page.locator("#stt-text span[data-start]").count() >= 15
 
