@@ -11,6 +11,7 @@ escape them, one part per item of a list value.
 """
 
 import asyncio
+import os
 import re
 import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -84,8 +85,7 @@ class _SpilledBody:
 
     def __init__(self, head: bytes, path: str, tail: bytes) -> None:
         self.head, self.path, self.tail = head, path, tail
-        with open(path, "rb") as file:
-            self.length = len(head) + file.seek(0, 2) + len(tail)
+        self.length = len(head) + os.path.getsize(path) + len(tail)
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         yield self.head

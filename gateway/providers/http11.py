@@ -34,7 +34,10 @@ NO_BODY_STATUSES = frozenset({204, 304})
 class Connection:
     """One kept-alive connection to an upstream."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self, origin: tuple[str, int], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.origin = origin  # (host, port): the pool it goes back to
         self.reader = reader
         self.writer = writer
         self.idle_since = 0.0
@@ -92,7 +95,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
             raise httpx.ConnectTimeout("timed out connecting to the upstream") from None
         except OSError as exc:
             raise httpx.ConnectError(str(exc), request=request) from exc
-        return Connection(reader, writer)
+        return Connection(origin, reader, writer)
 
     async def _response(
         self, connection: Connection, request: httpx.Request, timeout: float | None
@@ -105,9 +108,9 @@ class Http11Transport(httpx.AsyncBaseTransport):
         extensions = {"http_version": b"HTTP/1.1", "reason_phrase": reason}
         return httpx.Response(status, headers=headers, stream=body, extensions=extensions)
 
-    def _finished(self, connection: Connection, reusable: bool, origin: tuple[str, int]) -> None:
+    def _finished(self, connection: Connection, reusable: bool) -> None:
         """A response's body is read (or abandoned): keep its connection or close it."""
-        idle = self._idle.setdefault(origin, deque())
+        idle = self._idle.setdefault(connection.origin, deque())
         if reusable and len(idle) < (self._limits.max_keepalive_connections or 1 << 30):
             connection.idle_since = time.monotonic()
             idle.append(connection)
@@ -224,7 +227,6 @@ class _Body(httpx.AsyncByteStream):
     ) -> None:
         self._transport = transport
         self._connection = connection
-        self._origin = (request.url.host, request.url.port or 80)
         self._timeout = timeout
         self._complete = False
         self._closed = False
@@ -290,7 +292,7 @@ class _Body(httpx.AsyncByteStream):
         if self._closed:
             return
         self._closed = True
-        self._transport._finished(self._connection, self._complete and self._reusable, self._origin)
+        self._transport._finished(self._connection, self._complete and self._reusable)
 
 
 def transport_for(base_url: str, *, http2: bool, limits: httpx.Limits) -> httpx.AsyncBaseTransport:
