@@ -18,6 +18,7 @@ Scenarios:
                   address and echoes the key it was sent (the gateway must scrub them)
   crlf            as `ok`, but SSE events end in CRLF line breaks (many servers' default),
                   with an `event:` line and a comment between them
+  cookie          a chat answer that sets a cookie naming the key it was sent
 
 Every request is recorded (`requests`), with the multipart file's size and name.
 """
@@ -218,6 +219,11 @@ class FaultServer:
             )
             await self._send_json(writer, 400, _error(message, None, "temperature"))
             return True
+        if scenario == "cookie":
+            cookie = f"session={headers.get('authorization', '').replace(' ', '_')}; Path=/"
+            completion = _completion(seen.json or {}, "Hello.")
+            await self._send_json(writer, 200, completion, {"set-cookie": cookie})
+            return True
         if scenario == "html":
             await self._send(writer, 200, b"<html><body>Welcome</body></html>", "text/html")
             return True
@@ -238,13 +244,7 @@ class FaultServer:
     async def _chat(self, scenario: str, request: dict, writer) -> bool:
         words = ["Hello", " from", " the", " fault", " server", "."]
         if not request.get("stream"):
-            await self._send_json(writer, 200, {
-                "id": "chatcmpl-fault", "object": "chat.completion", "created": int(time.time()),
-                "model": request.get("model"),
-                "choices": [{"index": 0, "finish_reason": "stop",
-                             "message": {"role": "assistant", "content": "".join(words)}}],
-                "usage": {"prompt_tokens": 11, "completion_tokens": 6, "total_tokens": 17},
-            })  # fmt: skip
+            await self._send_json(writer, 200, _completion(request, "".join(words)))
             return True
         await self._start_chunked(writer, "text/event-stream")
         frame = _crlf_event if scenario == "crlf" else _event
@@ -301,6 +301,16 @@ class FaultServer:
             payload = {"text": text}  # no usage: the gateway must measure the duration
         await self._send_json(writer, 200, payload)
         return True
+
+
+def _completion(request: dict, content: str) -> dict:
+    return {
+        "id": "chatcmpl-fault", "object": "chat.completion", "created": int(time.time()),
+        "model": request.get("model"),
+        "choices": [{"index": 0, "finish_reason": "stop",
+                     "message": {"role": "assistant", "content": content}}],
+        "usage": {"prompt_tokens": 11, "completion_tokens": 6, "total_tokens": 17},
+    }  # fmt: skip
 
 
 def _error(message: str, code: str | None, param: str | None = None) -> dict:

@@ -30,7 +30,7 @@ from tests.upstream_helpers import catalog_from, model_table, upstream_table
 
 KEY_ENV = "ARUPSTREAM_TEST_KEY"
 SCENARIOS = ("ok", "slow", "limited-once", "limited", "fail-once", "fail", "reset", "truncated",
-             "html", "refuse", "crlf")  # fmt: skip
+             "html", "refuse", "crlf", "cookie")  # fmt: skip
 
 
 def _closed_port() -> int:
@@ -380,6 +380,28 @@ async def test_a_team_with_its_own_key_uses_it_and_others_use_the_catalogs(fault
 
 
 @pytest.mark.django_db(transaction=True)
+async def test_an_upstreams_cookies_are_never_sent_back(fault_models, team):
+    """Requests share one pool per upstream: a cookie set in answer to one team's request
+    (here, naming that team's own key) must not ride along on anyone's next request."""
+    from asgiref.sync import sync_to_async
+
+    from credentials.models import ProviderCredential
+
+    await sync_to_async(ProviderCredential.store)(team, "cookie", "sk-team-cookie-4242")
+    for team_id in (team.pk, team.pk + 1000, team.pk):
+        start_attempt_log(team_id=team_id)
+        answer = await provider("cookie/chat").complete(chat_job())
+        assert answer.text == "Hello."
+    seen = fault_models.seen("cookie")
+    assert [s.headers["authorization"] for s in seen] == [
+        "Bearer sk-team-cookie-4242",
+        f"Bearer {fault_models.api_key}",
+        "Bearer sk-team-cookie-4242",
+    ]
+    assert all("cookie" not in s.headers for s in seen)
+
+
+@pytest.mark.django_db(transaction=True)
 async def test_a_teams_key_is_scrubbed_from_upstream_messages(fault_models, team):
     from asgiref.sync import sync_to_async
 
@@ -559,3 +581,33 @@ def test_json_bodies_are_compact_utf8_even_past_orjsons_integer_range():
         == '{"model":"m","input":"café","seed":1180591620717411303424,"speed":1.0}'.encode()
     )
     assert json.loads(json_body({**payload, "seed": 7})) == {**payload, "seed": 7}
+
+
+@pytest.mark.parametrize(
+    ("base_url", "path", "expected"),
+    [
+        ("http://h:1/v1", "/audio/speech", "http://h:1/v1/audio/speech"),
+        ("http://h:1/v1/", "audio/speech", "http://h:1/v1/audio/speech"),
+        ("http://h:1", "/v2/transcript/abc", "http://h:1/v2/transcript/abc"),
+        (
+            "http://h:1/ok",
+            "/openai/x?api-version=2024-10-21",
+            "http://h:1/ok/openai/x?api-version=2024-10-21",
+        ),
+        (
+            "https://g/",
+            "/v1beta/models/m%2F1:generateContent",
+            "https://g/v1beta/models/m%2F1:generateContent",
+        ),
+    ],
+)
+def test_paths_join_the_base_url_as_httpx_joins_them(base_url, path, expected):
+    import httpx
+
+    from gateway.providers.upstream_client import upstream_url
+
+    assert str(upstream_url(base_url, path)) == expected
+    assert (
+        upstream_url(base_url, path)
+        == httpx.AsyncClient(base_url=base_url).build_request("GET", path).url
+    )

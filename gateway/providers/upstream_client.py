@@ -1,7 +1,7 @@
 """HTTP to one OpenAI-compatible upstream: a pooled client, retries, cooldown, error mapping.
 
 One `UpstreamClient` per `[upstreams.NAME]` table, shared by every model routed there.
-It keeps one pooled `httpx.AsyncClient` per event loop (keep-alive, optional HTTP/2) and
+It keeps one pooled httpx transport per event loop (keep-alive, optional HTTP/2) and
 a health record: after `cooldown_after` consecutive failed requests the upstream is skipped
 for `cooldown_seconds`, so a fallback answers at once instead of waiting on a dead host.
 
@@ -13,6 +13,7 @@ upstream is 502, a timeout is 504.
 """
 
 import asyncio
+import functools
 import json
 import logging
 import random
@@ -244,6 +245,14 @@ class TeamKeys:
         return [secret for secret, _ in self._cache.values() if secret]
 
 
+@dataclass(frozen=True)
+class Pool:
+    """One event loop's connections to an upstream, and the headers every request has."""
+
+    transport: httpx.AsyncBaseTransport
+    headers: dict[str, str]
+
+
 class UpstreamClient:
     def __init__(self, upstream: Upstream, dialect: Dialect = OPENAI) -> None:
         self.upstream = upstream
@@ -253,45 +262,73 @@ class UpstreamClient:
         self.options = UpstreamOptions.from_table(upstream.options)
         self.health = Health(self.options)
         self.team_keys = TeamKeys(upstream.name)
-        # httpx clients belong to the loop that first used them; tests run several loops.
-        self._clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._pools: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
+        options = self.options
+        self._timeouts = {
+            "connect": options.connect_timeout,
+            "read": options.read_timeout,
+            "write": options.read_timeout,
+            "pool": options.connect_timeout,
+        }
 
     # --- plumbing -----------------------------------------------------------------------
 
-    def http(self) -> httpx.AsyncClient:
+    def pool(self) -> "Pool":
+        """This loop's pool (httpx transports belong to the loop that first used them;
+        tests run several loops)."""
         loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
+        pool = self._pools.get(loop)
+        if pool is None:
             with self._lock:
-                client = self._clients.get(loop)
-                if client is None:
-                    client = self._new_client()
-                    self._clients[loop] = client
-        return client
+                pool = self._pools.get(loop)
+                if pool is None:
+                    pool = self._new_pool()
+                    self._pools[loop] = pool
+        return pool
 
-    def _new_client(self) -> httpx.AsyncClient:
-        options = self.options
-        headers = {"user-agent": "arouter"}
-        key = self.upstream.api_key()
-        if key:
-            headers.update(self.dialect.auth_headers(key))
+    def _new_pool(self) -> "Pool":
         limits = httpx.Limits(
-            max_connections=options.max_connections,
-            max_keepalive_connections=options.max_connections,
+            max_connections=self.options.max_connections,
+            max_keepalive_connections=self.options.max_connections,
             keepalive_expiry=30,
         )
-        return httpx.AsyncClient(
-            base_url=self.upstream.base_url,
-            headers=headers,
-            timeout=httpx.Timeout(
-                connect=options.connect_timeout,
-                read=options.read_timeout,
-                write=options.read_timeout,
-                pool=options.connect_timeout,
-            ),
-            transport=transport_for(self.upstream.base_url, http2=options.http2, limits=limits),
-        )
+        transport = transport_for(self.upstream.base_url, http2=self.options.http2, limits=limits)
+        # No Accept-Encoding: audio is passed on as the upstream sent it (raw), so it must
+        # not arrive compressed.
+        headers = {"accept": "*/*", "user-agent": "arouter"}
+        if key := self.upstream.api_key():
+            headers.update(self.dialect.auth_headers(key))
+        return Pool(transport, headers)
+
+    def build_request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Any = None,
+        content: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Request:
+        """The request for `path` under the upstream's base URL, with the gateway's
+        headers (`headers` win) and the upstream's timeouts."""
+        merged = httpx.Headers(self.pool().headers)
+        if headers:
+            merged.update(headers)
+        url = upstream_url(self.upstream.base_url, path)
+        if params is not None:
+            url = url.copy_merge_params(params)
+        extensions = {"timeout": self._timeouts}
+        return httpx.Request(method, url, headers=merged, content=content, extensions=extensions)
+
+    async def _send(self, request: httpx.Request) -> httpx.Response:
+        # The transport alone, not an httpx.AsyncClient: a client's cookie jar would carry
+        # one team's upstream cookies into another's requests, and its redirect, auth and
+        # cookie machinery was a tenth of a proxied request's time. Redirects were never
+        # followed (httpx's default), so nothing else changes.
+        response = await self.pool().transport.handle_async_request(request)
+        response.request = request
+        return response
 
     def scrub(self, text: str) -> str:
         """Remove the upstream's address and keys from text we might show a client."""
@@ -326,8 +363,7 @@ class UpstreamClient:
                 if remaining <= 0:
                     raise TimeoutError
                 async with asyncio.timeout(remaining):
-                    request = self.http().build_request(method, path, **kwargs)
-                    response = await self.http().send(request, stream=True)
+                    response = await self._send(self.build_request(method, path, **kwargs))
             except (TimeoutError, httpx.TimeoutException):
                 log.add(self.label, "timeout")
                 self.health.failed()
@@ -426,8 +462,19 @@ class UpstreamClient:
         )
 
     async def aclose(self) -> None:
-        for client in list(self._clients.values()):
-            await client.aclose()
+        for pool in list(self._pools.values()):
+            await pool.transport.aclose()
+
+
+@functools.lru_cache(maxsize=1024)
+def upstream_url(base_url: str, path: str) -> httpx.URL:
+    """`path` (with any query) under `base_url`'s path, as httpx's `base_url=` joins them;
+    cached, since parsing a URL costs more than the rest of building a request."""
+    base = httpx.URL(base_url.rstrip("/") + "/")
+    target = httpx.URL(path)
+    if not target.is_relative_url:
+        return target
+    return base.copy_with(raw_path=base.raw_path + target.raw_path.lstrip(b"/"))
 
 
 _clients: dict[str, UpstreamClient] = {}
