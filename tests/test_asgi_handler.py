@@ -1,5 +1,5 @@
-"""The ASGI handler: API requests share one long-lived sync thread, pages keep Django's
-per-request thread."""
+"""The ASGI handler: API requests are served on the event loop alone, pages keep Django's
+per-request thread and its request signals."""
 
 import threading
 
@@ -48,12 +48,21 @@ def finishing_threads():
 
 
 @pytest.mark.asyncio
-async def test_api_requests_close_on_one_kept_thread(finishing_threads):
+async def test_api_requests_send_no_request_finished(finishing_threads, settings):
+    settings.AROUTER_DB_THREADS = 2  # as served: the queries on kept threads
     assert await get("/v1/no-such-route") == 404
     assert await get("/v1/no-such-route") == 404
 
-    assert len(finishing_threads) == 2
-    assert finishing_threads[0] is finishing_threads[1]
+    assert finishing_threads == []
+
+
+@pytest.mark.asyncio
+async def test_api_requests_without_kept_threads_finish_as_django_does(finishing_threads, settings):
+    settings.AROUTER_DB_THREADS = 0
+    assert await get("/v1/no-such-route") == 404
+
+    assert len(finishing_threads) == 1
+    assert finishing_threads[0] is not threading.main_thread()
 
 
 @pytest.mark.asyncio

@@ -1,11 +1,16 @@
 """A metered request's life: admitted, run, recorded once however it ends, settled."""
 
 import asyncio
+import contextlib
+import threading
 from decimal import Decimal
 
 import pytest
+from django.conf import settings
+from django.db import connections
 
 from core.errors import OpenAIError, invalid_param
+from core.hot_path_db import run_query
 from gateway.catalog import catalog
 from gateway.lifecycle import MeteredCall
 from usage.ledger import INTERRUPTED, Metered
@@ -148,3 +153,94 @@ async def test_a_stream_that_fails_sends_its_error_tail_and_records_the_status(a
     assert response["Cache-Control"] == "no-cache"
     (row,) = await _rows(api_key.api_key)
     assert (row.status_code, row.cost) == (400, 0)
+
+
+async def test_an_opened_row_is_written_while_the_provider_starts(api_key):
+    call = _call(api_key.api_key)
+    await call.admit(Metered(characters=10))
+    call.open_row()
+    await asyncio.sleep(0.2)  # the provider's first work: the row is already there
+    (opened,) = await _rows(api_key.api_key)
+    assert opened.status_code == INTERRUPTED
+
+    async def body():
+        call.metered.characters = 10
+        yield b"one"
+
+    response = await call.streaming(body(), "audio/mpeg")
+    assert [chunk async for chunk in response.streaming_content] == [b"one"]
+    (row,) = await _rows(api_key.api_key)
+    assert (row.pk, row.status_code, row.characters) == (opened.pk, 200, 10)
+    assert row.cost == call.cost > 0
+
+
+async def test_a_call_that_fails_after_opening_its_row_completes_that_row(api_key):
+    call = _call(api_key.api_key)
+
+    async def refuse() -> None:
+        async with call.running():
+            await call.admit(Metered(characters=500))
+            call.open_row()
+            raise invalid_param("no such voice", param="voice")  # before the row is written
+
+    with pytest.raises(OpenAIError):
+        await refuse()
+    (row,) = await _rows(api_key.api_key)
+    assert (row.status_code, row.cost) == (400, 0)
+
+
+async def test_a_client_leaving_while_the_row_opens_leaves_one_row(api_key):
+    call = _call(api_key.api_key)
+
+    async def answer() -> None:
+        async with call.running():
+            await call.admit(Metered(characters=500))
+            call.open_row()
+            await call.streaming(_never(), "audio/mpeg")  # waits for the row, then is cut
+
+    async with _ledger_held():
+        task = asyncio.ensure_future(answer())
+        await asyncio.sleep(0.3)  # the row's write is waiting on the ledger's lock
+        task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await _hot_path_threads_idle()  # a stray write still under way has landed
+    (row,) = await _rows(api_key.api_key)
+    assert row.status_code == 200  # a departed client: billed for what was made (nothing)
+
+
+async def _never():
+    await asyncio.Event().wait()
+    yield b""
+
+
+async def _hot_path_threads_idle() -> None:
+    """Returns once every hot-path thread has finished what it was given before."""
+    barrier = threading.Barrier(settings.AROUTER_DB_THREADS)
+    await asyncio.gather(*(run_query(barrier.wait) for _ in range(barrier.parties)))
+
+
+@contextlib.asynccontextmanager
+async def _ledger_held():
+    """Another connection holds the ledger's table for writing: writes wait until it lets go."""
+    other = connections.create_connection("default")
+    other.inc_thread_sharing()  # taken and let go from different threads
+
+    def hold() -> None:
+        other.set_autocommit(False)
+        with other.cursor() as cursor:
+            table = other.ops.quote_name(UsageRecord._meta.db_table)
+            if other.vendor == "postgresql":
+                cursor.execute(f"LOCK TABLE {table} IN EXCLUSIVE MODE")
+            else:  # SQLite takes its write lock as a writing statement starts
+                cursor.execute(f"UPDATE {table} SET id = id WHERE 0 = 1")
+
+    def let_go() -> None:
+        other.rollback()
+        other.close()
+
+    await asyncio.to_thread(hold)
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(let_go)

@@ -71,6 +71,8 @@ async def create_chat_completion(request: HttpRequest):
     async with call.running():
         # Input audio reserved at its duration; kept (AROUTER_KEEP_UPLOADS_DIR) once admitted.
         await admit_chat(call, chat, len(request.body))
+        if chat.stream:
+            call.open_row()
         if relays(provider) and (chat.has_audio_input or chat.wants_audio):
             return await relay_request(chat, chat.body, provider, call)
         messages, heard = await prepare(chat.messages, provider, call.api_key.team_id)

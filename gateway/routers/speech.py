@@ -120,6 +120,7 @@ async def create_speech(request: HttpRequest, body: SpeechRequest) -> StreamingH
     call = MeteredCall.for_request(request, entry, ENDPOINT)
     async with call.running():
         await call.admit(Metered(characters=len(body.input)))
+        call.open_row()  # always a stream
         synthesizer = _synthesizer(entry)
         voice = _voice_name(body.voice)
         voices = synthesizer.voices()

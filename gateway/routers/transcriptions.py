@@ -375,6 +375,7 @@ async def _speech_to_text(
             chunking_strategy=form.chunking_strategy,
         )
         if form.stream:
+            call.open_row()
             items = transcriber.stream_transcription(job)
             # Wait for the first segment before answering, so a bad file or a failing
             # engine is still a proper error response rather than a torn stream.
