@@ -134,6 +134,7 @@ async def _closed(response: HttpResponseBase | None) -> None:
 
 
 def _release(response: HttpResponseBase) -> None:
+    # HttpResponseBase.close() up to its signal (Django 5.2; re-read it on upgrades).
     for closer in response._resource_closers:
         with contextlib.suppress(Exception):  # as Django's close: one failure stops none
             closer()

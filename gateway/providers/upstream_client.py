@@ -274,7 +274,7 @@ class UpstreamClient:
 
     # --- plumbing -----------------------------------------------------------------------
 
-    def pool(self) -> "Pool":
+    def pool(self) -> Pool:
         """This loop's pool (httpx transports belong to the loop that first used them;
         tests run several loops)."""
         loop = asyncio.get_running_loop()
@@ -287,7 +287,7 @@ class UpstreamClient:
                     self._pools[loop] = pool
         return pool
 
-    def _new_pool(self) -> "Pool":
+    def _new_pool(self) -> Pool:
         limits = httpx.Limits(
             max_connections=self.options.max_connections,
             max_keepalive_connections=self.options.max_connections,
