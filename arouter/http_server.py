@@ -15,6 +15,9 @@ trickles in. BoundedHttpToolsProtocol adds, without changing the parser:
 - a deadline for a whole request head, so a head sent a byte at a time cannot hold on;
 - an idle limit while a body is read: a body that stops arriving closes the connection
   (the application sees the client leave).
+
+It also sends a response's head with its first piece of body (HeadWithBody), where uvicorn
+writes each on its own.
 """
 
 import argparse
@@ -59,6 +62,52 @@ def _refusal_431() -> bytes:
         b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)
     )
     return head + body
+
+
+class HeadWithBody:
+    """A connection's transport as one response cycle writes to it: the response head
+    waits for the rest of the loop iteration, and a body piece written in that time goes
+    out with it, in one write.
+
+    uvicorn writes a head the moment the application starts its response, and each body
+    piece after: two writes (two segments, two wake-ups of the client) for every answer,
+    though Django sends a whole answer's head and body back to back, and our streams
+    start with a piece already made. A head with no body yet still leaves before the loop
+    waits for anything. Writes before the head (100 Continue) pass straight through.
+    """
+
+    def __init__(self, transport: asyncio.Transport, cycle) -> None:
+        self._transport = transport
+        self._cycle = cycle
+        self._head_seen = False
+        self._held: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        if self._held is not None:
+            held, self._held = self._held, None
+            self._transport.writelines((held, data))
+        elif not self._head_seen and self._cycle.response_started:
+            self._head_seen = True  # the first write once the response started is its head
+            self._held = data
+            asyncio.get_running_loop().call_soon(self._flush)
+        else:
+            self._transport.write(data)
+
+    def _flush(self) -> None:
+        if self._held is not None:
+            held, self._held = self._held, None
+            if not self._transport.is_closing():
+                self._transport.write(held)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def __getattr__(self, name: str):
+        return getattr(self._transport, name)
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
@@ -167,7 +216,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._phase = "body"
+        cycle = self.cycle
         super().on_headers_complete()
+        if self.cycle is not cycle:  # a new request's cycle (not an upgrade to websocket)
+            self.cycle.transport = HeadWithBody(self.transport, self.cycle)
 
     def on_message_complete(self) -> None:
         self._phase = "app"
