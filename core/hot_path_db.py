@@ -47,10 +47,16 @@ def _on_kept_connection(query: Callable[[], T]) -> T:
         return query()
 
 
-async def run_query(query: Callable[..., T], /, *args, **kwargs) -> T:
-    """Run a synchronous ORM call on a hot-path thread and await its result."""
+def start_query(query: Callable[..., T], /, *args, **kwargs) -> "asyncio.Future[T]":
+    """Start a synchronous ORM call on a hot-path thread now, before the caller next
+    awaits, and return its future: the query runs beside what the caller does next."""
     bound = functools.partial(query, *args, **kwargs)
     if not settings.AROUTER_DB_THREADS:
-        return await sync_to_async(bound)()
+        return asyncio.ensure_future(sync_to_async(bound)())
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_threads(), _on_kept_connection, bound)
+    return loop.run_in_executor(_threads(), _on_kept_connection, bound)
+
+
+async def run_query(query: Callable[..., T], /, *args, **kwargs) -> T:
+    """Run a synchronous ORM call on a hot-path thread and await its result."""
+    return await start_query(query, *args, **kwargs)

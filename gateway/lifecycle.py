@@ -71,7 +71,7 @@ class MeteredCall:
     measure: Meter | None = field(init=False, default=None)
     row_id: int | None = field(init=False, default=None)
     charged: Decimal | None = field(init=False, default=None)
-    _opening: "asyncio.Task[None] | None" = field(init=False, default=None)
+    _opening: "asyncio.Future[int] | None" = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.attempt_log = start_attempt_log(team_id=self.api_key.team_id)
@@ -115,10 +115,11 @@ class MeteredCall:
     def open_row(self) -> None:
         """For a request admitted (and covered) that will answer as a stream: start
         writing its row, marked interrupted, now, beside the provider's first work, rather
-        than between the provider's first piece and the client's first byte. `streaming()`
-        and `finish()` wait for it."""
+        than between the provider's first piece and the client's first byte. The write
+        starts before this returns, so it runs while the provider's request is made.
+        `streaming()` and `finish()` wait for it."""
         if self._opening is None and self.row_id is None:
-            self._opening = asyncio.create_task(self.mark_started())
+            self._opening = ledger.start_record(self._entry(ledger.INTERRUPTED, Decimal(0)))
 
     def respond(self, response: HttpResponseBase) -> HttpResponseBase:
         """The response with the key's rate-limit headers (when it has a rate limit) and
@@ -169,7 +170,7 @@ class MeteredCall:
         if self._opening is not None:
             # Shielded: a client that leaves now must not cancel a write that may already
             # have happened (its row id would be lost, and the row written twice).
-            await asyncio.shield(self._opening)
+            self.row_id = await asyncio.shield(self._opening)
         else:
             await self.mark_started()
         self.streamed = True
@@ -213,10 +214,10 @@ class MeteredCall:
         if not self.admitted:
             self.charged = Decimal(0)
             return self.charged
-        if self._opening is not None:
+        if self._opening is not None and self.row_id is None:
             # Not written (failed or cancelled): the row is inserted below instead.
             with contextlib.suppress(Exception, asyncio.CancelledError):
-                await self._opening
+                self.row_id = await self._opening
         charged = self.cost if 0 < status < 400 else Decimal(0)
         try:
             self.row_id = await ledger.record(self._entry(status, charged), row_id=self.row_id)

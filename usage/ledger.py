@@ -5,6 +5,7 @@ it. A stream's row is written as the stream starts, marked interrupted, and rewr
 the final entry when it ends (`row_id`), so a process that dies mid-stream leaves a trace.
 """
 
+import asyncio
 import functools
 from dataclasses import dataclass, fields
 from decimal import Decimal
@@ -13,10 +14,10 @@ from django.db import connection, models
 from django.db.models import Field
 from django.utils import timezone
 
-from core.hot_path_db import run_query
+from core.hot_path_db import start_query
 from usage.models import INTERRUPTED, UsageRecord
 
-__all__ = ["INTERRUPTED", "LedgerEntry", "Metered", "record"]
+__all__ = ["INTERRUPTED", "LedgerEntry", "Metered", "record", "start_record"]
 
 
 @dataclass
@@ -128,6 +129,11 @@ def _write(entry: LedgerEntry, row_id: int | None) -> int:
             cursor.close()
 
 
+def start_record(entry: LedgerEntry, row_id: int | None = None) -> "asyncio.Future[int]":
+    """`record()`, started at once on a kept thread; the future gives the row's id."""
+    return start_query(_write, entry, row_id)
+
+
 async def record(entry: LedgerEntry, row_id: int | None = None) -> int:
     """Insert `entry` as a new row, or rewrite row `row_id` with it; returns the row's id."""
-    return await run_query(_write, entry, row_id)
+    return await start_record(entry, row_id)
