@@ -8,7 +8,7 @@ from asgiref.sync import sync_to_async
 from django.db import connection
 
 from accounts.models import Team
-from core.hot_path_db import run_query
+from core.hot_path_db import run_query, start_query
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -24,6 +24,15 @@ async def test_queries_run_on_kept_connections():
     assert all(name.startswith("hot-path-db") for name in names)
     # At most one connection per hot-path thread, however many queries ran.
     assert len(seen) <= len(names)
+
+
+async def test_a_started_query_runs_before_the_caller_awaits():
+    """start_query hands the query over at once: it runs while the event loop is still
+    busy with the caller (here blocked, never yielding, until the query has run)."""
+    ran = threading.Event()
+    future = start_query(ran.set)
+    assert ran.wait(timeout=10)
+    await future
 
 
 def _backend() -> tuple[str, int]:
