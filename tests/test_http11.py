@@ -6,7 +6,7 @@ import socket
 import httpx
 import pytest
 
-from gateway.providers.http11 import Http11Transport, transport_for
+from gateway.providers.http11 import ChunkedDecoder, Http11Transport, transport_for
 
 CHUNKED = (
     b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
@@ -20,7 +20,7 @@ class LoopbackServer:
     """A few HTTP/1.1 answers, by path:
 
     `/<n>`        n bytes with a Content-Length       `/chunked`  three chunks and a trailer
-    `/one-big-chunk`  300 KB in one chunk
+    `/one-big-chunk`  300 KB in one chunk            `/small-chunks`  50 chunks in one write
     `/close`      answers, then closes                `/slow`     never answers
     `/truncated`  promises 10 bytes, sends 3, closes  `/until-eof`  no length: ends at close
     `/continue`   a 100 Continue first                `/204`      no content
@@ -67,6 +67,10 @@ class LoopbackServer:
             data = b"y" * 300_000
             writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
             writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(data), data))
+        elif path == "/small-chunks":
+            chunks = b"".join(b"a\r\n%s\r\n" % (b"%010d" % n) for n in range(50))
+            writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n" + chunks)
+            writer.write(b"0\r\n\r\n")
         elif path == "/truncated":
             writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc")
             return False
@@ -215,3 +219,44 @@ async def test_a_large_chunk_is_passed_on_as_it_arrives_not_held_whole():
     assert b"".join(pieces) == b"y" * 300_000
     assert len(pieces) > 1  # read in pieces of at most 64 KB
     assert server.connections == 1
+
+
+@pytest.mark.asyncio
+async def test_chunks_that_arrive_together_are_passed_on_together():
+    async with LoopbackServer() as server, client(server.url) as http:
+        async with http.stream("GET", "/small-chunks") as response:
+            pieces = [piece async for piece in response.aiter_raw()]
+        assert (await http.get("/1")).content == b"x"
+
+    assert b"".join(pieces) == b"".join(b"%010d" % n for n in range(50))
+    assert len(pieces) < 50  # one piece per read, not one per chunk
+    assert server.connections == 1
+
+
+def test_chunked_framing_split_anywhere_decodes_the_same():
+    body = CHUNKED.partition(b"\r\n\r\n")[2]
+    for size in (1, 2, 3, 5, 7):
+        decoder, payload = ChunkedDecoder(), b""
+        for at in range(0, len(body), size):
+            payload += decoder.feed(body[at : at + size])
+        assert (payload, decoder.done, decoder.leftover) == (b"abcdefgh", True, b"")
+
+
+def test_bytes_after_the_last_chunk_are_left_over():
+    decoder = ChunkedDecoder()
+    assert decoder.feed(b"2\r\nok\r\n0\r\n\r\nHTTP/1.1 200 OK") == b"ok"
+    assert (decoder.done, decoder.leftover) == (True, b"HTTP/1.1 200 OK")
+
+
+@pytest.mark.parametrize(
+    ("framing", "message"),
+    [
+        (b"zz\r\nabc", "malformed chunk size"),
+        (b"-1\r\n", "malformed chunk size"),
+        (b"3\r\nabcX\r\n", "malformed chunk"),
+        (b"3\nabc\r\n", "malformed chunk"),
+    ],
+)
+def test_malformed_chunk_framing_is_a_protocol_error(framing, message):
+    with pytest.raises(httpx.RemoteProtocolError, match=f"^{message}$"):
+        ChunkedDecoder().feed(framing)

@@ -268,31 +268,86 @@ class _Body(httpx.AsyncByteStream):
             yield piece
 
     async def _chunks(self) -> AsyncIterator[bytes]:
-        reader = self._connection.reader
-        while True:
-            line = await _read(reader.readuntil(b"\r\n"), self._timeout)
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise httpx.RemoteProtocolError("malformed chunk size") from None
-            if size == 0:
-                while await _read(reader.readuntil(b"\r\n"), self._timeout) != b"\r\n":
-                    pass  # trailers, read and dropped
-                return
-            while size > 0:  # passed on as it arrives, however large the chunk says it is
-                piece = await _read(reader.read(min(size, READ_BYTES)), self._timeout)
-                if not piece:
-                    raise httpx.RemoteProtocolError("peer closed connection mid-chunk")
-                size -= len(piece)
-                yield piece
-            if await _read(reader.readexactly(2), self._timeout) != b"\r\n":
-                raise httpx.RemoteProtocolError("malformed chunk")
+        reader, decoder = self._connection.reader, ChunkedDecoder()
+        while not decoder.done:
+            data = await _read(reader.read(READ_BYTES), self._timeout)
+            if not data:
+                raise httpx.RemoteProtocolError("peer closed connection mid-chunk")
+            if payload := decoder.feed(data):
+                yield payload
+        if decoder.leftover:
+            self._reusable = False  # bytes past the body's end: no answer to a request of ours
 
     async def aclose(self) -> None:
         if self._closed:
             return
         self._closed = True
         self._transport._finished(self._connection, self._complete and self._reusable)
+
+
+class ChunkedDecoder:
+    """Chunked transfer coding, decoded from bytes as reads deliver them.
+
+    `feed()` returns the payload of every chunk (or part of one) in what it is given: the
+    chunks an upstream wrote together are passed on as one piece, so a relay writes once
+    where it would have written each (an upstream streaming small chunks cost a write per
+    chunk), and a chunk is never held for its end. Size lines and trailers are read and
+    their framing checked; chunk extensions and trailers are dropped.
+    """
+
+    def __init__(self) -> None:
+        self._state = "size"  # then "data", "data end", "size" ... "trailers", "done"
+        self._line = b""  # a line not yet ended by the bytes fed so far
+        self._left = 0  # payload bytes the current chunk still owes
+        self.leftover = b""  # bytes fed after the body's end
+
+    @property
+    def done(self) -> bool:
+        return self._state == "done"
+
+    def feed(self, data: bytes) -> bytes:
+        payload: list[bytes] = []
+        at = 0
+        while at < len(data) and self._state != "done":
+            if self._state == "data":
+                taken = data[at : at + self._left]
+                payload.append(taken)
+                at += len(taken)
+                self._left -= len(taken)
+                if not self._left:
+                    self._state = "data end"
+                continue
+            end = data.find(b"\n", at)
+            if end == -1:
+                self._line += data[at:]
+                if len(self._line) > READ_LIMIT:
+                    raise httpx.RemoteProtocolError("the upstream's chunk framing is too long")
+                break
+            line, self._line = self._line + data[at:end], b""
+            at = end + 1
+            self._read_line(line)
+        if self._state == "done":
+            self.leftover = data[at:]
+        return b"".join(payload)
+
+    def _read_line(self, line: bytes) -> None:
+        if not line.endswith(b"\r"):
+            raise httpx.RemoteProtocolError("malformed chunk")
+        line = line[:-1]
+        if self._state == "data end":
+            if line:
+                raise httpx.RemoteProtocolError("malformed chunk")
+            self._state = "size"
+        elif self._state == "size":
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                raise httpx.RemoteProtocolError("malformed chunk size") from None
+            if size < 0:
+                raise httpx.RemoteProtocolError("malformed chunk size")
+            self._state, self._left = ("data", size) if size else ("trailers", 0)
+        elif not line:  # trailers end with an empty line
+            self._state = "done"
 
 
 def transport_for(base_url: str, *, http2: bool, limits: httpx.Limits) -> httpx.AsyncBaseTransport:
