@@ -209,28 +209,29 @@ async def test_a_response_closed_unread_frees_its_connection_slot():
                     await http.get("/1", timeout=httpx.Timeout(5, pool=0.1))
 
 
-@pytest.mark.asyncio
-async def test_a_large_chunk_is_passed_on_as_it_arrives_not_held_whole():
+async def pieces_of(path: str) -> list[bytes]:
+    """The pieces a streamed body arrives in; the connection then serves another request
+    (the body's end was found), and only one connection was made."""
     async with LoopbackServer() as server, client(server.url) as http:
-        async with http.stream("GET", "/one-big-chunk") as response:
+        async with http.stream("GET", path) as response:
             pieces = [piece async for piece in response.aiter_raw()]
         assert (await http.get("/1")).content == b"x"
+    assert server.connections == 1
+    return pieces
 
+
+@pytest.mark.asyncio
+async def test_a_large_chunk_is_passed_on_as_it_arrives_not_held_whole():
+    pieces = await pieces_of("/one-big-chunk")
     assert b"".join(pieces) == b"y" * 300_000
     assert len(pieces) > 1  # read in pieces of at most 64 KB
-    assert server.connections == 1
 
 
 @pytest.mark.asyncio
 async def test_chunks_that_arrive_together_are_passed_on_together():
-    async with LoopbackServer() as server, client(server.url) as http:
-        async with http.stream("GET", "/small-chunks") as response:
-            pieces = [piece async for piece in response.aiter_raw()]
-        assert (await http.get("/1")).content == b"x"
-
+    pieces = await pieces_of("/small-chunks")
     assert b"".join(pieces) == b"".join(b"%010d" % n for n in range(50))
     assert len(pieces) < 50  # one piece per read, not one per chunk
-    assert server.connections == 1
 
 
 def test_chunked_framing_split_anywhere_decodes_the_same():
