@@ -2,30 +2,35 @@
 per-request thread and its request signals."""
 
 import threading
+from io import BytesIO
 
 import pytest
 from asgiref.testing import ApplicationCommunicator
 from django.core import signals
+from django.utils.http import parse_header_parameters
 
-from arouter.asgi_handler import GatewayASGIHandler
+from arouter.asgi_handler import GatewayASGIHandler, GatewayRequest
 
 
-async def get(path: str) -> int:
-    scope = {
+def http_scope(method: str, path: str, headers: list[tuple[bytes, bytes]]) -> dict:
+    return {
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
-        "method": "GET",
+        "method": method,
         "scheme": "http",
         "path": path,
         "raw_path": path.encode(),
         "query_string": b"",
         "root_path": "",
-        "headers": [(b"host", b"127.0.0.1")],
+        "headers": [(b"host", b"127.0.0.1"), *headers],
         "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 8000),
     }
-    communicator = ApplicationCommunicator(GatewayASGIHandler(), scope)
+
+
+async def get(path: str) -> int:
+    communicator = ApplicationCommunicator(GatewayASGIHandler(), http_scope("GET", path, []))
     await communicator.send_input({"type": "http.request", "body": b""})
     start = await communicator.receive_output(timeout=10)
     while (await communicator.receive_output(timeout=10)).get("more_body"):
@@ -72,3 +77,22 @@ async def test_pages_still_get_a_thread_per_request(finishing_threads):
 
     assert len(finishing_threads) == 2
     assert finishing_threads[0] is not finishing_threads[1]
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "multipart/form-data; boundary=f1e7a3c9b2d84e6a",  # as the SDKs send it
+        "Multipart/Form-Data;boundary=----WebKitFormBoundary7MA4YWxkTrZu0gW",
+        "  multipart/form-data ;  BOUNDARY=a'()+_,-./:?b  ",
+        'multipart/form-data; boundary="a quoted one"',  # the rest: read by Django
+        "multipart/form-data; boundary=abc; charset=latin-1",
+        "multipart/form-data; boundary=",
+        "multipart/mixed; boundary=abc",
+        "application/json",
+    ],
+)
+def test_a_content_type_reads_as_django_reads_it(content_type):
+    headers = [(b"content-type", content_type.encode())]
+    request = GatewayRequest(http_scope("POST", "/v1/audio/transcriptions", headers), BytesIO())
+    assert (request.content_type, request.content_params) == parse_header_parameters(content_type)
