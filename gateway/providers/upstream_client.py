@@ -299,7 +299,7 @@ class UpstreamClient:
         headers = {"accept": "*/*", "user-agent": "arouter"}
         if key := self.upstream.api_key():
             headers.update(self.dialect.auth_headers(key))
-        return Pool(transport, headers)
+        return Pool(transport, {name.lower(): value for name, value in headers.items()})
 
     def build_request(
         self,
@@ -312,9 +312,9 @@ class UpstreamClient:
     ) -> httpx.Request:
         """The request for `path` under the upstream's base URL, with the gateway's
         headers (`headers` win) and the upstream's timeouts."""
-        merged = httpx.Headers(self.pool().headers)
-        if headers:
-            merged.update(headers)
+        merged = self.pool().headers
+        if headers:  # one header set built, not a copy then an update (names are lowercase)
+            merged = {**merged, **{name.lower(): value for name, value in headers.items()}}
         url = upstream_url(self.upstream.base_url, path)
         if params is not None:
             url = url.copy_merge_params(params)
