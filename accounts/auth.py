@@ -104,7 +104,8 @@ class ApiKeyAuth(AuthBase):
         self.is_async = True
 
     async def __call__(self, request) -> ApiKey:
-        header = request.headers.get("Authorization")
+        # From META: request.headers would build a mapping of every header for this one.
+        header = request.META.get("HTTP_AUTHORIZATION")
         token = bearer_token(header)
         if token is None:
             raise invalid_api_key(MISSING_KEY if not header else _incorrect(header))

@@ -19,8 +19,10 @@ Content-Type without a usable boundary, a file part whose name Django cannot rea
 
 import asyncio
 import contextlib
+import io
 import json
 import re
+import tempfile
 
 import django
 from asgiref.sync import sync_to_async
@@ -183,7 +185,7 @@ class GatewayASGIHandler(ASGIHandler):
     async def _handle_api(self, scope, receive, send) -> None:
         """Django's `handle`, on the event loop alone (see the module's docstring)."""
         try:
-            body_file = await self.read_body(receive)
+            body_file = await self._read_api_body(receive)
         except RequestAborted:
             return
         set_script_prefix(get_script_prefix(scope))
@@ -196,6 +198,39 @@ class GatewayASGIHandler(ASGIHandler):
             await _closed(await self._respond_unless_gone(request, receive, send))
         finally:
             body_file.close()
+
+    async def _read_api_body(self, receive):
+        """The body, as Django's `read_body` reads it, but kept as the pieces received and
+        joined once while it fits in memory, rather than written into a spooled file and
+        read back out (two copies of every upload); a larger body is spooled as Django
+        spools it."""
+        limit = settings.FILE_UPLOAD_MAX_MEMORY_SIZE
+        pieces: list[bytes] = []
+        size = 0
+        spooled = None
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                if spooled is not None:
+                    spooled.close()
+                raise RequestAborted()
+            if body := message.get("body"):
+                size += len(body)
+                if spooled is not None:
+                    spooled.write(body)
+                elif size > limit:
+                    # Handed to the request, open; `_handle_api` closes it when it ends.
+                    spooled = tempfile.SpooledTemporaryFile(max_size=limit, mode="w+b")  # noqa: SIM115
+                    spooled.writelines([*pieces, body])
+                    pieces = []
+                else:
+                    pieces.append(body)
+            if not message.get("more_body", False):
+                break
+        if spooled is None:
+            return io.BytesIO(b"".join(pieces))
+        spooled.seek(0)
+        return spooled
 
     async def _respond_unless_gone(self, request, receive, send) -> HttpResponseBase | None:
         """The response, sent; None if the client left first (the view is cancelled, as

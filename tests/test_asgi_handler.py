@@ -7,6 +7,7 @@ from io import BytesIO
 import pytest
 from asgiref.testing import ApplicationCommunicator
 from django.core import signals
+from django.core.exceptions import RequestAborted
 from django.utils.http import parse_header_parameters
 
 from arouter.asgi_handler import GatewayASGIHandler, GatewayRequest
@@ -96,3 +97,38 @@ def test_a_content_type_reads_as_django_reads_it(content_type):
     headers = [(b"content-type", content_type.encode())]
     request = GatewayRequest(http_scope("POST", "/v1/audio/transcriptions", headers), BytesIO())
     assert (request.content_type, request.content_params) == parse_header_parameters(content_type)
+
+
+def messages(*pieces: bytes):
+    """An ASGI receive that gives `pieces` as one request body, then a disconnect."""
+    queue = [{"type": "http.request", "body": piece, "more_body": True} for piece in pieces]
+    queue[-1]["more_body"] = False
+    queue.append({"type": "http.disconnect"})
+
+    async def receive() -> dict:
+        return queue.pop(0)
+
+    return receive
+
+
+async def test_a_body_within_the_memory_limit_is_held_in_memory(settings):
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 10
+    body = await GatewayASGIHandler()._read_api_body(messages(b"abcd", b"", b"efgh"))
+    assert isinstance(body, BytesIO)
+    assert body.read() == b"abcdefgh"
+
+
+async def test_a_body_past_the_memory_limit_is_spooled_whole(settings):
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 10
+    body = await GatewayASGIHandler()._read_api_body(messages(b"abcdefgh", b"ijkl", b"mnop"))
+    with body:
+        assert body._rolled  # on disk, as Django's read_body would have it
+        assert body.read() == b"abcdefghijklmnop"
+
+
+async def test_a_client_gone_mid_body_aborts_the_request():
+    receive = messages(b"abcd")
+    await receive()  # the body's only message lost: the disconnect comes next
+
+    with pytest.raises(RequestAborted):
+        await GatewayASGIHandler()._read_api_body(receive)
