@@ -89,8 +89,8 @@ async def send_too_large(send, limit: int) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-# The Content-Type the SDKs send with an upload: a boundary of plain characters (RFC 2046's,
-# less the space), unquoted. Any other value is read by Django.
+# The Content-Type the SDKs send with an upload: a boundary of plain characters (RFC 2046's
+# but the space and '='), unquoted. Any other value is read by Django.
 _PLAIN_MULTIPART = re.compile(
     r"\s*(multipart/form-data)\s*;\s*boundary=([0-9A-Za-z'()+_,\-./:?]{1,70})\s*", re.IGNORECASE
 )
