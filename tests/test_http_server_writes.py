@@ -29,9 +29,6 @@ class RecordingTransport:
     def is_closing(self) -> bool:
         return self.closed
 
-    def get_write_buffer_size(self) -> int:
-        return 0
-
 
 @dataclass
 class Cycle:
