@@ -1,10 +1,12 @@
 """The database going away: a clear 503, and service again without a restart."""
 
+import time
+
 import httpx
 import psycopg
 import pytest
 from django.conf import settings
-from django.db import connection
+from django.db import OperationalError, connection
 
 from accounts.models import ApiKey, Team
 
@@ -36,3 +38,19 @@ def test_a_database_outage_is_a_503_and_service_resumes_by_itself(arouter_server
     assert set(error) == {"message", "type", "param", "code"}
     up = httpx.get(f"{arouter_server.url}/v1/models", headers=headers, timeout=30)
     assert up.status_code == 200
+    _until_this_process_reconnects()
+
+
+def _until_this_process_reconnects(seconds: float = 30) -> None:
+    """This process's own pool backed off while the database refused it (its retries grow
+    seconds apart): wait for it here, not in the test database's teardown, which gives it
+    only the pool's 3 s."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            connection.ensure_connection()
+            return
+        except OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            connection.close()

@@ -31,8 +31,15 @@ class UsageRecordQuerySet(models.QuerySet):
 
 
 class UsageRecord(models.Model):
-    api_key = models.ForeignKey("accounts.ApiKey", models.CASCADE, related_name="usage_records")
-    team = models.ForeignKey("accounts.Team", models.CASCADE, related_name="usage_records")
+    # No index of their own: the (team, -created_at) and (api_key, -created_at) indexes
+    # below begin with these columns and serve every lookup by them (cascading deletes
+    # too). Two fewer indexes are two fewer pages written with every request's row.
+    api_key = models.ForeignKey(
+        "accounts.ApiKey", models.CASCADE, related_name="usage_records", db_index=False
+    )
+    team = models.ForeignKey(
+        "accounts.Team", models.CASCADE, related_name="usage_records", db_index=False
+    )
     model = models.CharField(max_length=200)
     endpoint = models.CharField(max_length=100)
     status_code = models.PositiveSmallIntegerField()
