@@ -63,11 +63,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeouts = request.extensions.get("timeout", {})
-        try:
-            async with asyncio.timeout(timeouts.get("pool")):
-                await self._slots.acquire()
-        except TimeoutError:
-            raise httpx.PoolTimeout("no upstream connection came free in time") from None
+        await self._slot(timeouts.get("pool"))
         connection: Connection | None = None
         try:
             connection = await self._connection(request, timeouts.get("connect"))
@@ -78,6 +74,16 @@ class Http11Transport(httpx.AsyncBaseTransport):
                 connection.close()
             self._slots.release()
             raise
+
+    async def _slot(self, timeout: float | None) -> None:
+        if not self._slots.locked():
+            await self._slots.acquire()  # free: taken at once, with no timer to set and cancel
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise httpx.PoolTimeout("no upstream connection came free in time") from None
 
     async def _connection(self, request: httpx.Request, timeout: float | None) -> Connection:
         origin = (request.url.host, request.url.port or 80)
