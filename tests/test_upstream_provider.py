@@ -599,6 +599,10 @@ def test_json_bodies_are_compact_utf8_even_past_orjsons_integer_range():
             "/v1beta/models/m%2F1:generateContent",
             "https://g/v1beta/models/m%2F1:generateContent",
         ),
+        ("http://h:1/v1", "models/m:generate", "http://h:1/v1/models/m:generate"),
+        ("http://h:1/v1", "/a b", "http://h:1/v1/a%20b"),
+        ("http://h:1/v1", "/cb?next=http://x/y", "http://h:1/v1/cb?next=http://x/y"),
+        ("http://h:1/v1", "http://other:2/x?y=1", "http://other:2/x?y=1"),
     ],
 )
 def test_paths_join_the_base_url_as_httpx_joins_them(base_url, path, expected):
