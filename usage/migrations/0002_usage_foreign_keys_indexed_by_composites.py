@@ -31,24 +31,15 @@ class Migration(migrations.Migration):
             state_operations=[
                 migrations.AlterField(
                     model_name="usagerecord",
-                    name="api_key",
+                    name=name,
                     field=models.ForeignKey(
                         db_index=False,
                         on_delete=django.db.models.deletion.CASCADE,
                         related_name="usage_records",
-                        to="accounts.apikey",
+                        to=to,
                     ),
-                ),
-                migrations.AlterField(
-                    model_name="usagerecord",
-                    name="team",
-                    field=models.ForeignKey(
-                        db_index=False,
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="usage_records",
-                        to="accounts.team",
-                    ),
-                ),
+                )
+                for name, to in (("api_key", "accounts.apikey"), ("team", "accounts.team"))
             ],
         )
     ]
