@@ -615,3 +615,24 @@ def test_paths_join_the_base_url_as_httpx_joins_them(base_url, path, expected):
         upstream_url(base_url, path)
         == httpx.AsyncClient(base_url=base_url).build_request("GET", path).url
     )
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/v1/listen", [("model", "nova-3"), ("keyterm", "a b"), ("keyterm", "x/y&z=1")]),
+        ("/v1/speak?model=aura", {"encoding": "mp3", "voice": "é"}),
+        ("/v1/listen", None),
+    ],
+)
+async def test_query_parameters_join_the_paths_query_as_httpx_merges_them(path, params):
+    import httpx
+
+    from gateway.catalog import Upstream
+    from gateway.providers.upstream_client import UpstreamClient
+
+    client = UpstreamClient(Upstream(name="q", base_url="http://h:1/base"))
+    built = client.build_request("GET", path, params=params)
+    expected = httpx.URL(f"http://h:1/base{path}")
+    assert built.url == (expected.copy_merge_params(params) if params else expected)
+    await client.aclose()
